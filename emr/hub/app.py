@@ -1,0 +1,69 @@
+"""``create_app(settings)``: the hub as a FastAPI application.
+
+The database engine, the store and its write hooks are built here, once per app,
+from the settings passed in; nothing is built at import time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime, timezone
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException
+
+from emr.config import Settings
+from emr.errors import EmrError
+from emr.hub.db import create_schema, make_engine
+from emr.hub.http import Hub, error_response, outcome_response
+from emr.hub.linking import PatientLinker
+from emr.hub.routes import fhir, operations
+from emr.hub.store import Store
+
+
+def wall_clock() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> Hub:
+    engine = make_engine(settings.database_url)
+    create_schema(engine)
+    store = Store()
+    store.hooks.setdefault("Patient", []).append(PatientLinker(store))
+    return Hub(settings=settings, engine=engine, store=store, clock=clock)
+
+
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> FastAPI:
+    hub = build_hub(settings, clock=clock)
+    app = FastAPI(title="emr coordination hub", version="0.1.0",
+                  description="FHIR R4B coordination hub linking facilities by national ID.")
+    app.state.hub = hub
+    _install_error_handlers(app)
+    app.include_router(operations.router)  # before the generic /{type}/{id} routes
+    app.include_router(fhir.router)
+    return app
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(EmrError)
+    async def _emr_error(_request: Request, exc: EmrError) -> Response:
+        return error_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_request: Request, exc: RequestValidationError) -> Response:
+        return outcome_response(400, f"the request is malformed: {exc.errors()[0].get('msg', exc)}")
+
+    @app.exception_handler(HTTPException)
+    async def _http(_request: Request, exc: HTTPException) -> Response:
+        code = "not-found" if exc.status_code == 404 else "not-supported" if exc.status_code == 405 else "invalid"
+        return outcome_response(exc.status_code, str(exc.detail), code=code)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_request: Request, exc: Exception) -> Response:
+        return outcome_response(500, f"the hub failed unexpectedly ({type(exc).__name__}); "
+                                     "the request was not applied", code="exception")
+
+
+

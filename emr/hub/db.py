@@ -1,0 +1,173 @@
+"""The hub's tables and its database engine.
+
+Each resource is kept as the JSON the hub serves (``content``) plus rows in small
+index tables that hold only what is searched. The index tables point at the
+resource's surrogate key ``pk`` so a search is a join on integers.
+
+SQLite (the default) runs in WAL mode; write transactions start with
+``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock, and a busy
+writer waits instead of failing. PostgreSQL uses row locks (``SELECT … FOR UPDATE``)
+where SQLite relies on its single writer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event
+from sqlalchemy.engine import Connection, Engine
+from sqlmodel import Field, SQLModel, create_engine
+
+
+class ResourceRow(SQLModel, table=True):
+    __tablename__ = "resource"
+    __table_args__ = (UniqueConstraint("resource_type", "id", name="uq_resource_type_id"),)
+
+    pk: int | None = Field(default=None, primary_key=True)
+    resource_type: str = Field(max_length=64)
+    id: str = Field(max_length=64)
+    version_id: int
+    last_updated: str = Field(max_length=40)
+    deleted: bool = False
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class VersionRow(SQLModel, table=True):
+    __tablename__ = "resource_version"
+
+    resource_pk: int = Field(primary_key=True, foreign_key="resource.pk")
+    version_id: int = Field(primary_key=True)
+    last_updated: str = Field(max_length=40)
+    method: str = Field(max_length=8)
+    deleted: bool = False
+    content: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class TokenIndex(SQLModel, table=True):
+    __tablename__ = "ix_token"
+    __table_args__ = (Index("ix_token_lookup", "resource_type", "param", "code", "system"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    system: str = Field(default="", max_length=255)
+    code: str = Field(max_length=255)
+
+
+class StringIndex(SQLModel, table=True):
+    __tablename__ = "ix_string"
+    __table_args__ = (Index("ix_string_lookup", "resource_type", "param", "value"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    value: str = Field(max_length=255)  # normalised: lower case, no accents
+    raw: str = Field(max_length=255)  # as written, for :exact
+
+
+class DateIndex(SQLModel, table=True):
+    """A date or period as a half-open range [low, high) in epoch milliseconds (UTC)."""
+
+    __tablename__ = "ix_date"
+    __table_args__ = (Index("ix_date_lookup", "resource_type", "param", "low", "high"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    low: int = Field(sa_column=Column(BigInteger, nullable=False))
+    high: int = Field(sa_column=Column(BigInteger, nullable=False))
+
+
+class ReferenceIndex(SQLModel, table=True):
+    __tablename__ = "ix_reference"
+    __table_args__ = (Index("ix_reference_lookup", "resource_type", "param", "target_id", "target_type"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    resource_type: str = Field(max_length=64)
+    param: str = Field(max_length=64)
+    target_type: str = Field(max_length=64)
+    target_id: str = Field(max_length=64)
+
+
+class ConditionalClaim(SQLModel, table=True):
+    """One row per (type, normalised criteria) ever used in a conditional write.
+
+    Its primary key is the constraint that makes concurrent conditional creates
+    atomic: every writer inserts-or-ignores the claim, then locks it, then searches.
+    """
+
+    __tablename__ = "conditional_claim"
+
+    resource_type: str = Field(primary_key=True, max_length=64)
+    criteria: str = Field(primary_key=True, max_length=512)
+
+
+class PersonRow(SQLModel, table=True):
+    """The person behind every facility's Patient that carries one national ID."""
+
+    __tablename__ = "person"
+
+    national_id: str = Field(primary_key=True, max_length=12)
+    person_id: str = Field(max_length=64)
+    needs_review: bool = False
+    review_reasons: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+
+
+INDEX_TABLES = (TokenIndex, StringIndex, DateIndex, ReferenceIndex)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the connection settings the hub relies on."""
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
+    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
+        dbapi_connection.isolation_level = None  # we issue BEGIN ourselves
+        cursor = dbapi_connection.cursor()
+        if ":memory:" not in url and url not in {"sqlite://", "sqlite:///"}:
+            cursor.execute("PRAGMA journal_mode=WAL")
+        # NORMAL in WAL mode survives a killed process; only a power cut can lose
+        # the last commits. See the README's "Things that bite".
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA busy_timeout=30000")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
+        conn.exec_driver_sql(f"BEGIN {mode}")
+
+    return engine
+
+
+def create_schema(engine: Engine) -> None:
+    SQLModel.metadata.create_all(engine)
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that will write: IMMEDIATE on SQLite, ordinary elsewhere."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(sqlite_begin="IMMEDIATE")
+        with conn.begin():
+            yield conn
+
+
+@contextmanager
+def read_transaction(engine: Engine) -> Iterator[Connection]:
+    with engine.connect() as conn, conn.begin():
+        yield conn

@@ -1,0 +1,98 @@
+"""What every hub route needs from HTTP: the hub context, FHIR JSON in and out, errors as OperationOutcome."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+import orjson
+from fastapi import Request
+from fastapi.responses import Response
+from sqlalchemy.engine import Engine
+
+from emr.config import Settings
+from emr.errors import EmrError, InvalidInput, PayloadTooLarge, Problem, UnsupportedMediaType
+from emr.fhir import operation_outcome
+from emr.hub.store import Store
+
+FHIR_JSON = "application/fhir+json"
+ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+
+
+@dataclass
+class Hub:
+    """Everything a request handler needs, built once by ``create_app``."""
+
+    settings: Settings
+    engine: Engine
+    store: Store
+    clock: Callable[[], datetime]
+
+    @property
+    def base_url(self) -> str:
+        return self.settings.base_url.rstrip("/")
+
+
+def hub_of(request: Request) -> Hub:
+    return request.app.state.hub
+
+
+def fhir_response(body: dict, *, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(orjson.dumps(body), status_code=status, media_type=FHIR_JSON, headers=headers)
+
+
+def error_response(error: EmrError) -> Response:
+    return fhir_response(operation_outcome(error.problems), status=error.status)
+
+
+def outcome_response(status: int, message: str, *, code: str = "invalid", location: str | None = None) -> Response:
+    return fhir_response(operation_outcome([Problem(message, location, code)]), status=status)
+
+
+async def read_json(request: Request, *, max_bytes: int) -> object:
+    """The request body as JSON, after the content type and size checks."""
+    _check_content_type(request.headers.get("content-type"))
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > max_bytes:
+        raise PayloadTooLarge(f"the body is {declared} bytes; this hub takes at most {max_bytes}")
+    body = bytearray()
+    async for chunk in request.stream():
+        body.extend(chunk)
+        if len(body) > max_bytes:
+            raise PayloadTooLarge(f"the body is larger than this hub's limit of {max_bytes} bytes")
+    return parse_json(bytes(body))
+
+
+def parse_json(body: bytes) -> object:
+    if not body.strip():
+        raise InvalidInput("the request has no body; send a FHIR resource as JSON")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise InvalidInput(f"the body is not valid JSON: {exc}") from exc
+
+
+def _check_content_type(header: str | None) -> None:
+    if header is None:
+        return  # lenient: many scripts forget it, and the body is parsed as JSON anyway
+    media = header.split(";")[0].strip().lower()
+    if media not in ACCEPTED_TYPES:
+        raise UnsupportedMediaType(
+            f"content type '{media}' is not accepted; send application/fhir+json",
+            location="Content-Type")
+
+
+def version_headers(resource: dict) -> dict[str, str]:
+    meta = resource.get("meta") or {}
+    headers = {}
+    if meta.get("versionId"):
+        headers["ETag"] = f'W/"{meta["versionId"]}"'
+    if meta.get("lastUpdated"):
+        headers["Last-Modified"] = _http_date(meta["lastUpdated"])
+    return headers
+
+
+def _http_date(instant: str) -> str:
+    moment = datetime.fromisoformat(instant.replace("Z", "+00:00"))
+    return moment.strftime("%a, %d %b %Y %H:%M:%S GMT")

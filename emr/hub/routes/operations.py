@@ -1,0 +1,36 @@
+"""Whole-server and type-level operations: metadata and IHE PIXm ``$ihe-pix``."""
+
+from __future__ import annotations
+
+from importlib.metadata import version
+
+from fastapi import APIRouter, Request
+from fastapi.responses import Response
+from starlette.concurrency import run_in_threadpool
+
+from emr.hub.capability import capability_statement
+from emr.hub.db import read_transaction
+from emr.hub.http import fhir_response, hub_of
+from emr.hub.linking import pix_query
+
+router = APIRouter(prefix="/fhir")
+
+
+@router.get("/metadata")
+async def metadata(request: Request) -> Response:
+    hub = hub_of(request)
+    return fhir_response(capability_statement(
+        base_url=hub.base_url, software_version=version("emr"), release_date="2026-11-25"))
+
+
+@router.get("/Patient/$ihe-pix")
+async def ihe_pix(request: Request) -> Response:
+    hub = hub_of(request)
+    source = request.query_params.get("sourceIdentifier", "")
+    targets = request.query_params.getlist("targetSystem")
+
+    def work() -> dict:
+        with read_transaction(hub.engine) as conn:
+            return pix_query(conn, source_identifier=source, target_systems=targets)
+
+    return fhir_response(await run_in_threadpool(work))

@@ -1,0 +1,221 @@
+"""The search parameters the hub supports, and how their values are pulled out of a resource.
+
+The table below is the whole truth about searching: the hub indexes exactly these
+paths, the search parser accepts exactly these names, and the CapabilityStatement
+lists exactly these. Paths are dotted element names; a list anywhere along the path
+is walked element by element, and ``effective[x]``-style choices are spelled out.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal
+
+from emr.fhir.dates import Interval, parse_interval, period_interval
+
+ParamType = Literal["token", "string", "date", "reference"]
+
+
+@dataclass(frozen=True)
+class SearchParam:
+    name: str
+    type: ParamType
+    paths: tuple[str, ...]
+    targets: tuple[str, ...] = ()
+    doc: str = ""
+
+
+def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (), doc: str = "") -> SearchParam:
+    return SearchParam(name, type_, tuple(paths), targets, doc)
+
+
+_SUBJECT = ("Patient",)
+_ORG = ("Organization",)
+_EFFECTIVE = ("effectiveDateTime", "effectivePeriod", "effectiveInstant")
+
+_COMMON = (
+    _p("_id", "token", "id", doc="Logical id"),
+    _p("_lastUpdated", "date", "meta.lastUpdated", doc="When the hub last changed the resource"),
+)
+
+_RESULTS = (
+    _p("identifier", "token", "identifier"),
+    _p("patient", "reference", "subject", targets=_SUBJECT, doc="The patient the result is about"),
+    _p("subject", "reference", "subject", targets=_SUBJECT),
+    _p("code", "token", "code"),
+    _p("category", "token", "category"),
+    _p("date", "date", *_EFFECTIVE, doc="Specimen collection time (effective[x])"),
+    _p("status", "token", "status"),
+    _p("performer", "reference", "performer", targets=_ORG + ("Practitioner",)),
+    _p("based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+    _p("encounter", "reference", "encounter", targets=("Encounter",)),
+)
+
+REGISTRY: dict[str, tuple[SearchParam, ...]] = {
+    "Patient": (
+        _p("identifier", "token", "identifier", doc="Any identifier; the national ID links facilities"),
+        _p("family", "string", "name.family"),
+        _p("given", "string", "name.given"),
+        _p("name", "string", "name.family", "name.given", "name.text"),
+        _p("birthdate", "date", "birthDate"),
+        _p("gender", "token", "gender"),
+        _p("organization", "reference", "managingOrganization", targets=_ORG),
+    ),
+    "Organization": (
+        _p("identifier", "token", "identifier", doc="Facility code (Decision 384/QĐ-BYT)"),
+        _p("name", "string", "name", "alias"),
+    ),
+    "Person": (
+        _p("identifier", "token", "identifier"),
+        _p("link", "reference", "link.target", targets=("Patient",)),
+        _p("patient", "reference", "link.target", targets=("Patient",)),
+    ),
+    "Observation": _RESULTS,
+    "DiagnosticReport": _RESULTS + (_p("result", "reference", "result", targets=("Observation",)),),
+    "Encounter": (
+        _p("identifier", "token", "identifier"),
+        _p("patient", "reference", "subject", targets=_SUBJECT),
+        _p("subject", "reference", "subject", targets=_SUBJECT),
+        _p("status", "token", "status"),
+        _p("date", "date", "period"),
+        _p("service-provider", "reference", "serviceProvider", targets=_ORG),
+        _p("based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+    ),
+    "ServiceRequest": (
+        _p("identifier", "token", "identifier"),
+        _p("patient", "reference", "subject", targets=_SUBJECT),
+        _p("subject", "reference", "subject", targets=_SUBJECT),
+        _p("status", "token", "status"),
+        _p("intent", "token", "intent"),
+        _p("code", "token", "code"),
+        _p("authored", "date", "authoredOn"),
+        _p("requester", "reference", "requester", targets=_ORG + ("Practitioner",)),
+        _p("performer", "reference", "performer", targets=_ORG + ("Practitioner",)),
+        _p("based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+        _p("encounter", "reference", "encounter", targets=("Encounter",)),
+    ),
+    "Task": (
+        _p("identifier", "token", "identifier"),
+        _p("patient", "reference", "for", targets=_SUBJECT),
+        _p("subject", "reference", "for", targets=_SUBJECT),
+        _p("status", "token", "status"),
+        _p("requester", "reference", "requester", targets=_ORG + ("Practitioner",)),
+        _p("performer", "reference", "owner", targets=_ORG + ("Practitioner",),
+           doc="The facility asked to do the task (Task.owner)"),
+        _p("owner", "reference", "owner", targets=_ORG + ("Practitioner",)),
+        _p("based-on", "reference", "basedOn", targets=("ServiceRequest",)),
+        _p("focus", "reference", "focus", targets=("ServiceRequest",)),
+        _p("authored-on", "date", "authoredOn"),
+    ),
+    "DetectedIssue": (
+        _p("identifier", "token", "identifier"),
+        _p("patient", "reference", "patient", targets=_SUBJECT),
+        _p("code", "token", "code"),
+        _p("identified", "date", "identifiedDateTime"),
+        _p("implicated", "reference", "implicated", targets=("Observation", "ServiceRequest")),
+        _p("author", "reference", "author", targets=_ORG + ("Practitioner",)),
+    ),
+}
+
+
+def params_for(resource_type: str) -> dict[str, SearchParam]:
+    """Every search parameter of ``resource_type``, by name (common ones included)."""
+    return {p.name: p for p in _COMMON + REGISTRY.get(resource_type, ())}
+
+
+# ---------------------------------------------------------------- extraction
+
+@dataclass(frozen=True)
+class Extracted:
+    tokens: list[tuple[str, str, str]]          # (param, system, code)
+    strings: list[tuple[str, str, str]]         # (param, normalised, raw)
+    dates: list[tuple[str, Interval]]           # (param, interval)
+    references: list[tuple[str, str, str]]      # (param, target type, target id)
+    logical_references: list[tuple[str, str, str, str]]  # (param, target type, system, value)
+
+
+def extract(resource: dict) -> Extracted:
+    """All index entries for one resource, per the registry."""
+    out = Extracted([], [], [], [], [])
+    for param in params_for(resource.get("resourceType", "")).values():
+        for path in param.paths:
+            for value in walk(resource, path):
+                _collect(out, param, path, value)
+    return out
+
+
+def walk(node: object, path: str) -> Iterator[object]:
+    """Every value at a dotted ``path`` below ``node``, walking lists."""
+    if isinstance(node, list):
+        for item in node:
+            yield from walk(item, path)
+        return
+    if not path:
+        if node is not None:
+            yield node
+        return
+    if not isinstance(node, dict):
+        return
+    head, _, rest = path.partition(".")
+    if head in node:
+        yield from walk(node[head], rest)
+
+
+def _collect(out: Extracted, param: SearchParam, path: str, value: object) -> None:
+    if param.type == "token":
+        out.tokens.extend((param.name, s, c) for s, c in _tokens(value))
+    elif param.type == "string" and isinstance(value, str):
+        out.strings.append((param.name, normalise(value)[:255], value[:255]))
+    elif param.type == "date":
+        interval = _interval(value, path)
+        if interval is not None:
+            out.dates.append((param.name, interval))
+    elif param.type == "reference" and isinstance(value, dict):
+        _reference(out, param, value)
+
+
+def _tokens(value: object) -> Iterator[tuple[str, str]]:
+    if isinstance(value, str | bool):
+        yield "", str(value).lower() if isinstance(value, bool) else value
+    elif isinstance(value, dict):
+        if "coding" in value:
+            for coding in value.get("coding") or []:
+                yield from _tokens(coding)
+        elif "code" in value and isinstance(value["code"], str):
+            yield value.get("system") or "", value["code"]
+        elif "value" in value and isinstance(value["value"], str):
+            yield value.get("system") or "", value["value"]
+
+
+def _interval(value: object, path: str) -> Interval | None:
+    try:
+        if isinstance(value, dict):
+            return period_interval(value)
+        if isinstance(value, str):
+            return parse_interval(value)
+    except Exception:  # noqa: BLE001 - an unparseable date is simply not indexed
+        return None
+    return None
+
+
+def _reference(out: Extracted, param: SearchParam, value: dict) -> None:
+    ref = value.get("reference")
+    if isinstance(ref, str) and "/" in ref and not ref.startswith(("urn:", "#")):
+        target_type, target_id = ref.rstrip("/").split("/")[-2:]
+        out.references.append((param.name, target_type, target_id))
+        return
+    identifier = value.get("identifier")
+    if isinstance(identifier, dict) and identifier.get("value"):
+        target_type = value.get("type") or (param.targets[0] if param.targets else "")
+        out.logical_references.append(
+            (param.name, target_type, identifier.get("system") or "", identifier["value"])
+        )
+
+
+def normalise(text: str) -> str:
+    """Case- and accent-insensitive form used by string search: 'Nguyễn Đức' → 'nguyen duc'."""
+    text = text.replace("đ", "d").replace("Đ", "D")
+    stripped = "".join(ch for ch in unicodedata.normalize("NFD", text) if not unicodedata.combining(ch))
+    return " ".join(stripped.lower().split())

@@ -1,0 +1,308 @@
+"""The FHIR resource store: create, read, update, delete and history, with their indexes.
+
+Every function here runs inside a transaction the caller opened (one per request,
+or one for a whole transaction Bundle), so a write and its index rows, its history
+row and whatever derived records the hooks keep (person links, result facts) commit
+or vanish together.
+
+Conditional creates are atomic without a check-then-insert race: the writer first
+inserts-or-ignores a row in ``conditional_claim`` keyed by the normalised criteria,
+then locks that row (PostgreSQL ``FOR UPDATE``; SQLite's single writer already holds
+the lock), and only then searches and inserts. A second writer with the same criteria
+waits on the lock and then finds the first one's resource.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import orjson
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.engine import Connection
+
+from emr.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
+from emr.fhir import validate_resource
+from emr.fhir.dates import to_fhir_instant
+from emr.hub import search
+from emr.hub.db import (
+    ConditionalClaim,
+    DateIndex,
+    ReferenceIndex,
+    ResourceRow,
+    StringIndex,
+    TokenIndex,
+    VersionRow,
+)
+from emr.hub.searchparams import extract
+
+ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
+R = ResourceRow.__table__
+V = VersionRow.__table__
+
+WriteHook = Callable[[Connection, int, dict, datetime], None]
+
+
+@dataclass(frozen=True)
+class Written:
+    resource: dict
+    created: bool
+    status: int  # 201 created, 200 updated or matched
+
+
+@dataclass
+class Store:
+    """Resource persistence plus the hooks that keep derived records in step."""
+
+    hooks: dict[str, list[WriteHook]] = field(default_factory=dict)
+
+    # ------------------------------------------------------------ create
+    def create(self, conn: Connection, resource: dict, *, now: datetime,
+               if_none_exist: str | None = None, new_id: str | None = None) -> Written:
+        rtype = _type_of(resource)
+        if if_none_exist:
+            found = self._match_with_claim(conn, rtype, if_none_exist)
+            if found is not None:
+                return Written(found, created=False, status=200)
+        resource = dict(resource)
+        resource["id"] = new_id or str(uuid.uuid4())
+        return self._insert(conn, resource, now=now)
+
+    def _match_with_claim(self, conn: Connection, rtype: str, criteria: str) -> dict | None:
+        params = search.parse_criteria(criteria)
+        _claim(conn, rtype, search.criteria_key(params))
+        pks = search.find_pks(conn, rtype, params, limit=2)
+        if len(pks) > 1:
+            raise PreconditionFailed(
+                f"conditional request matched {len(pks)} {rtype} resources: '{criteria}' must identify one",
+                location=f"{rtype}?{criteria}")
+        return _content_by_pk(conn, pks[0]) if pks else None
+
+    def _insert(self, conn: Connection, resource: dict, *, now: datetime) -> Written:
+        _stamp(resource, version=1, now=now)
+        validate_resource(resource)
+        content = _dump(resource)
+        pk = conn.execute(insert(R).values(
+            resource_type=resource["resourceType"], id=resource["id"], version_id=1,
+            last_updated=resource["meta"]["lastUpdated"], deleted=False, content=content,
+        ).returning(R.c.pk)).scalar_one()
+        self._after_write(conn, pk, resource, content, method="POST", now=now)
+        return Written(resource, created=True, status=201)
+
+    # ------------------------------------------------------------ read
+    def read(self, conn: Connection, rtype: str, rid: str) -> dict:
+        row = conn.execute(select(R.c.deleted, R.c.content).where(
+            R.c.resource_type == rtype, R.c.id == rid)).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} is not known to this hub", location=f"{rtype}/{rid}")
+        if row.deleted:
+            raise Gone(f"{rtype}/{rid} was deleted", location=f"{rtype}/{rid}")
+        return orjson.loads(row.content)
+
+    def vread(self, conn: Connection, rtype: str, rid: str, version: str) -> dict:
+        pk = _pk_of(conn, rtype, rid)
+        row = conn.execute(select(V.c.deleted, V.c.content).where(
+            V.c.resource_pk == pk, V.c.version_id == _int_version(version))).first()
+        if row is None:
+            raise NotFound(f"{rtype}/{rid} has no version {version}", location=f"{rtype}/{rid}/_history/{version}")
+        if row.deleted:
+            raise Gone(f"{rtype}/{rid} version {version} is a deletion")
+        return orjson.loads(row.content)
+
+    def history(self, conn: Connection, rtype: str, rid: str) -> list[tuple[dict, str, bool]]:
+        """(content, method, deleted) for every version, newest first."""
+        pk = _pk_of(conn, rtype, rid)
+        rows = conn.execute(select(V.c.content, V.c.method, V.c.deleted).where(
+            V.c.resource_pk == pk).order_by(V.c.version_id.desc())).all()
+        return [(orjson.loads(r.content), r.method, r.deleted) for r in rows]
+
+    # ------------------------------------------------------------ update
+    def update(self, conn: Connection, rtype: str, rid: str, resource: dict, *, now: datetime,
+               if_match: str | None = None) -> Written:
+        _check_body_matches_url(resource, rtype, rid)
+        current = _lock_current(conn, rtype, rid)
+        if current is None:
+            if if_match:
+                raise PreconditionFailed(f"{rtype}/{rid} does not exist, so If-Match cannot hold")
+            return self._insert(conn, dict(resource), now=now)
+        pk, version = current
+        if if_match and _etag_version(if_match) != version:
+            raise PreconditionFailed(
+                f"{rtype}/{rid} is at version {version}, not {_etag_version(if_match)} (If-Match)",
+                location=f"{rtype}/{rid}")
+        return self._replace(conn, pk, dict(resource), version=version + 1, now=now)
+
+    def conditional_update(self, conn: Connection, rtype: str, criteria: str, resource: dict, *,
+                           now: datetime) -> Written:
+        """``PUT Type?criteria`` — the IHE PIXm patient feed."""
+        _type_of(resource, expected=rtype)
+        params = search.parse_criteria(criteria)
+        _claim(conn, rtype, search.criteria_key(params))
+        pks = search.find_pks(conn, rtype, params, limit=2)
+        if len(pks) > 1:
+            raise PreconditionFailed(f"'{criteria}' matched several {rtype} resources", location=f"{rtype}?{criteria}")
+        if not pks:
+            if resource.get("id") and _exists(conn, rtype, resource["id"]):
+                raise Conflict(f"{rtype}/{resource['id']} exists but does not match '{criteria}'")
+            return self.create(conn, resource, now=now, new_id=resource.get("id"))
+        current_id = conn.execute(select(R.c.id).where(R.c.pk == pks[0])).scalar_one()
+        if resource.get("id") not in (None, current_id):
+            raise InvalidInput(f"body id '{resource['id']}' differs from the matched {rtype}/{current_id}")
+        return self.update(conn, rtype, current_id, {**resource, "id": current_id}, now=now)
+
+    def _replace(self, conn: Connection, pk: int, resource: dict, *, version: int, now: datetime) -> Written:
+        _stamp(resource, version=version, now=now)
+        validate_resource(resource)
+        content = _dump(resource)
+        conn.execute(update(R).where(R.c.pk == pk).values(
+            version_id=version, last_updated=resource["meta"]["lastUpdated"], deleted=False, content=content))
+        _drop_indexes(conn, pk)
+        self._after_write(conn, pk, resource, content, method="PUT", now=now)
+        return Written(resource, created=False, status=200)
+
+    # ------------------------------------------------------------ delete
+    def delete(self, conn: Connection, rtype: str, rid: str, *, now: datetime) -> None:
+        current = _lock_current(conn, rtype, rid)
+        if current is None:
+            return  # deleting what is not there succeeds (FHIR: 200/204 either way)
+        pk, version = current
+        stamp = to_fhir_instant(now)
+        tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": stamp}}
+        conn.execute(update(R).where(R.c.pk == pk).values(
+            version_id=version + 1, last_updated=stamp, deleted=True, content=_dump(tombstone)))
+        conn.execute(insert(V).values(resource_pk=pk, version_id=version + 1, last_updated=stamp,
+                                      method="DELETE", deleted=True, content=_dump(tombstone)))
+        _drop_indexes(conn, pk)
+        for hook in self.hooks.get(rtype, []):
+            hook(conn, pk, tombstone, now)
+
+    # ------------------------------------------------------------ shared
+    def _after_write(self, conn: Connection, pk: int, resource: dict, content: str, *,
+                     method: str, now: datetime) -> None:
+        conn.execute(insert(V).values(
+            resource_pk=pk, version_id=int(resource["meta"]["versionId"]),
+            last_updated=resource["meta"]["lastUpdated"], method=method, deleted=False, content=content))
+        _write_indexes(conn, pk, resource)
+        for hook in self.hooks.get(resource["resourceType"], []):
+            hook(conn, pk, resource, now)
+
+
+# ---------------------------------------------------------------- helpers
+
+def _type_of(resource: object, *, expected: str | None = None) -> str:
+    if not isinstance(resource, dict) or not isinstance(resource.get("resourceType"), str):
+        raise InvalidInput("the body must be a JSON object with a 'resourceType'", location="resourceType")
+    rtype = resource["resourceType"]
+    if expected and rtype != expected:
+        raise InvalidInput(f"body is a {rtype} but the URL names {expected}", location="resourceType")
+    return rtype
+
+
+def _check_body_matches_url(resource: dict, rtype: str, rid: str) -> None:
+    _type_of(resource, expected=rtype)
+    if not ID_RE.match(rid):
+        raise InvalidInput(f"'{rid}' is not a valid FHIR id", location="id")
+    if resource.get("id") != rid:
+        raise InvalidInput(f"body id '{resource.get('id')}' must equal the id in the URL '{rid}'", location="id")
+
+
+def _stamp(resource: dict, *, version: int, now: datetime) -> None:
+    meta = dict(resource.get("meta") or {})
+    meta["versionId"] = str(version)
+    meta["lastUpdated"] = to_fhir_instant(now)
+    resource["meta"] = meta
+
+
+def _dump(resource: dict) -> str:
+    return orjson.dumps(resource).decode()
+
+
+def _int_version(version: str) -> int:
+    if not version.isdigit():
+        raise NotFound(f"'{version}' is not a version id of this hub")
+    return int(version)
+
+
+def _etag_version(etag: str) -> int:
+    text = etag.strip().removeprefix("W/").strip('"')
+    if not text.isdigit():
+        raise InvalidInput(f"If-Match '{etag}' is not a version ETag such as W/\"3\"", location="If-Match")
+    return int(text)
+
+
+def _pk_of(conn: Connection, rtype: str, rid: str) -> int:
+    pk = conn.execute(select(R.c.pk).where(R.c.resource_type == rtype, R.c.id == rid)).scalar()
+    if pk is None:
+        raise NotFound(f"{rtype}/{rid} is not known to this hub", location=f"{rtype}/{rid}")
+    return pk
+
+
+def _exists(conn: Connection, rtype: str, rid: str) -> bool:
+    return conn.execute(select(R.c.pk).where(R.c.resource_type == rtype, R.c.id == rid)).first() is not None
+
+
+def _lock_current(conn: Connection, rtype: str, rid: str) -> tuple[int, int] | None:
+    """(pk, version) of a resource, row-locked until the transaction ends."""
+    query = select(R.c.pk, R.c.version_id).where(R.c.resource_type == rtype, R.c.id == rid)
+    if conn.dialect.name == "postgresql":
+        query = query.with_for_update()
+    row = conn.execute(query).first()
+    return (row.pk, row.version_id) if row else None
+
+
+def _content_by_pk(conn: Connection, pk: int) -> dict:
+    return orjson.loads(conn.execute(select(R.c.content).where(R.c.pk == pk)).scalar_one())
+
+
+def _claim(conn: Connection, rtype: str, key: str) -> None:
+    table = ConditionalClaim.__table__
+    values = {"resource_type": rtype, "criteria": key[:512]}
+    if conn.dialect.name == "postgresql":
+        conn.execute(pg_insert(table).values(values).on_conflict_do_nothing())
+        conn.execute(select(table.c.criteria).where(
+            table.c.resource_type == rtype, table.c.criteria == values["criteria"]).with_for_update())
+    else:
+        conn.execute(sqlite_insert(table).values(values).on_conflict_do_nothing())
+
+
+def _drop_indexes(conn: Connection, pk: int) -> None:
+    for table in (TokenIndex, StringIndex, DateIndex, ReferenceIndex):
+        conn.execute(delete(table.__table__).where(table.__table__.c.resource_pk == pk))
+
+
+def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
+    rtype = resource["resourceType"]
+    found = extract(resource)
+    base = {"resource_pk": pk, "resource_type": rtype}
+    tokens = [{**base, "param": p, "system": s[:255], "code": c[:255]} for p, s, c in found.tokens]
+    refs = [{**base, "param": p, "target_type": t[:64], "target_id": i[:64]} for p, t, i in found.references]
+    for param, target_type, system, value in found.logical_references:
+        tokens.append({**base, "param": f"{param}:identifier", "system": system[:255], "code": value[:255]})
+        target_id = _resolve_logical(conn, target_type, system, value)
+        if target_id:
+            refs.append({**base, "param": param, "target_type": target_type, "target_id": target_id})
+    _insert_many(conn, TokenIndex, tokens)
+    _insert_many(conn, StringIndex, [{**base, "param": p, "value": v, "raw": r} for p, v, r in found.strings])
+    _insert_many(conn, DateIndex, [{**base, "param": p, "low": i.low, "high": i.high} for p, i in found.dates])
+    _insert_many(conn, ReferenceIndex, refs)
+
+
+def _resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
+    """The id of the one resource that carries this identifier, if exactly one does."""
+    T = TokenIndex.__table__
+    query = (select(R.c.id).join(T, T.c.resource_pk == R.c.pk).where(
+        T.c.resource_type == target_type, T.c.param == "identifier", T.c.code == value,
+        T.c.system == system, R.c.deleted.is_(False)).limit(2))
+    ids = conn.execute(query).scalars().all()
+    return ids[0] if len(ids) == 1 else None
+
+
+def _insert_many(conn: Connection, table: type, rows: Iterable[dict]) -> None:
+    rows = list(rows)
+    if rows:
+        conn.execute(insert(table.__table__), rows)
