@@ -7,9 +7,10 @@ project looks like. Every builder's output passes ``emr.fhir.validate_resource``
 
 from __future__ import annotations
 
+from emr.catalog import Facility
+from emr.fhir.profiles import LOINC_SYSTEM
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM, mrn_system
 
-LOINC = "http://loinc.org"
 OBSERVATION_CATEGORY = "http://terminology.hl7.org/CodeSystem/observation-category"
 ACT_CODE = "http://terminology.hl7.org/CodeSystem/v3-ActCode"
 
@@ -43,7 +44,7 @@ def lab_observation(*, patient_ref: str, facility_code: str, loinc: str, display
         "resourceType": "Observation",
         "status": status,
         "category": [{"coding": [{"system": OBSERVATION_CATEGORY, "code": category}]}],
-        "code": {"coding": [{"system": LOINC, "code": loinc, "display": display}], "text": display},
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": loinc, "display": display}], "text": display},
         "subject": {"reference": patient_ref},
         "effectiveDateTime": collected,
         "performer": [facility_reference(facility_code)],
@@ -52,3 +53,30 @@ def lab_observation(*, patient_ref: str, facility_code: str, loinc: str, display
         observation["identifier"] = [identifier]
     observation.update(value or {})
     return observation
+
+
+LAB_LEVEL_URL = "urn:emr:extension:lab-quality-level"
+ISO15189_URL = "urn:emr:extension:iso15189-accredited"
+EMR_LIVE_URL = "urn:emr:extension:emr-go-live"
+
+
+def organization(facility: Facility) -> dict:
+    """A facility of the registry as the Organization the hub serves (id = facility code)."""
+    extensions = [
+        {"url": LAB_LEVEL_URL, "valueInteger": facility.lab.quality_level.value},
+        {"url": ISO15189_URL, "valueBoolean": facility.lab.iso15189.value},
+    ]
+    if facility.emr.go_live is not None:
+        extensions.append({"url": EMR_LIVE_URL, "valueDate": facility.emr.go_live.value.isoformat()})
+    return {
+        "resourceType": "Organization",
+        "id": facility.code,
+        "extension": extensions,
+        "identifier": [{"use": "official", "system": FACILITY_CODE_SYSTEM, "value": facility.code}],
+        "active": True,
+        "type": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/organization-type",
+                              "code": "prov", "display": "Healthcare Provider"}]}],
+        "name": facility.name_vi,
+        "alias": [facility.name_en],
+        "address": [{"state": facility.province_2025, "country": "VN"}],
+    }

@@ -16,14 +16,14 @@ The value sets below are the fixed codes of the FHIR R4B specification.
 from __future__ import annotations
 
 import re
+import reprlib
 from collections.abc import Callable
 from datetime import datetime
 
-from emr.errors import InvalidInput, InvalidNationalId, Problem
+from emr.errors import InvalidNationalId, Problem
 from emr.identity import (
     FACILITY_CODE_SYSTEM,
     NATIONAL_ID_SYSTEM,
-    demographic_conflicts,
     parse_national_id,
 )
 
@@ -98,22 +98,15 @@ def _patient(resource: dict) -> list[Problem]:
     return problems
 
 
-_CONFLICT_LOCATIONS = {"birth-year": "Patient.birthDate", "sex": "Patient.gender"}
-
-
 def _national_id_problems(patient: dict, identifier: dict, location: str) -> list[Problem]:
+    """A malformed number is rejected. Demographics that contradict a well-formed number
+    are not: the hub links such a record and flags it for review (registration errors
+    happen, and dropping the record would lose clinical data)."""
     try:
-        nid = parse_national_id(identifier.get("value"))
+        parse_national_id(identifier.get("value"))
     except InvalidNationalId as error:
         return [Problem(error.message, location, "value")]
-    try:
-        conflicts = demographic_conflicts(nid, birth_date=patient.get("birthDate"), gender=patient.get("gender"))
-    except InvalidInput:
-        return []  # a malformed birthDate or gender is reported by the structure and gender checks
-    return [
-        Problem(conflict, _CONFLICT_LOCATIONS.get(conflict.split(":", 1)[0], location), "business-rule")
-        for conflict in conflicts
-    ]
+    return []
 
 
 def _organization(resource: dict) -> list[Problem]:
@@ -379,6 +372,9 @@ def _text(value: object) -> bool:
     return isinstance(value, str) and bool(value.strip())
 
 
+_repr = reprlib.Repr()
+_repr.maxstring = _repr.maxother = _SHOWN  # a huge or deeply nested value is quoted briefly
+
+
 def _show(value: object) -> str:
-    text = repr(value)
-    return text if len(text) <= _SHOWN else text[:_SHOWN] + "…"
+    return _repr.repr(value)

@@ -161,11 +161,15 @@ def to_model(resource: dict) -> Any:
 
 
 def _validate(resource: dict) -> tuple[Any, list[Problem]]:
+    """The model, or None and every problem found."""
     from pydantic import ValidationError
 
     resource_type = resource["resourceType"]
     klass = model_class(resource_type)
-    embedded = _embedded_problems(resource)
+    try:
+        embedded = _embedded_problems(resource)
+    except RecursionError:
+        return None, [_too_deep(resource_type)]
     try:
         model = klass.model_validate(resource)
     except ValidationError as exc:
@@ -173,19 +177,21 @@ def _validate(resource: dict) -> tuple[Any, list[Problem]]:
             details = exc.errors(include_url=False, include_input=False)
         except Exception:  # noqa: BLE001 - a broken error report must not escape either
             details = []
-        problems = [_problem(resource_type, d) for d in details]
-        return None, problems or [Problem(f"not a valid {resource_type}", resource_type, "structure")]
-    except KeyError as exc:
-        # fhir.resources raises KeyError('R4.FooType') for an embedded resource of unknown type
-        name = str(exc.args[0]) if exc.args else ""
-        name = name.rsplit(".", 1)[-1].removesuffix("Type")
-        return None, [
-            Problem(f"an embedded resource has an unknown resourceType '{_shorten(name)}'", resource_type, "not-supported")
-        ]
+        found = [_problem(resource_type, d) for d in details]
+        return None, embedded + (found or [Problem(f"not a valid {resource_type}", resource_type, "structure")])
     except RecursionError:
-        return None, [Problem("the resource is nested too deeply to read", resource_type, "structure")]
+        return None, embedded + [_too_deep(resource_type)]
     except Exception as exc:  # noqa: BLE001 - any JSON input must come back as problems
-        return None, [Problem(f"not a readable {resource_type} ({type(exc).__name__})", resource_type, "structure")]
+        # e.g. KeyError('R4.FooType') for an embedded resource of unknown type: already reported
+        reason = Problem(f"not a readable {resource_type} ({type(exc).__name__})", resource_type, "structure")
+        return None, embedded or [reason]
+    if embedded:  # the models let ``contained: [{}]`` through
+        return None, embedded
+    return model, []
+
+
+def _too_deep(resource_type: str) -> Problem:
+    return Problem("the resource is nested too deeply to read", resource_type, "structure")
 
 
 _ISSUE_CODES = {

@@ -15,11 +15,15 @@ from fastapi.responses import Response
 from starlette.exceptions import HTTPException
 
 from emr.config import Settings
-from emr.errors import EmrError
-from emr.hub.db import create_schema, make_engine
+from emr.catalog import load_facilities, load_tests
+from emr.errors import EmrError, Gone, NotFound
+from emr.fhir.builders import organization
+from emr.hub import results
+from emr.hub.db import create_schema, make_engine, write_transaction
 from emr.hub.http import Hub, error_response, outcome_response
 from emr.hub.linking import PatientLinker
-from emr.hub.routes import fhir, operations
+from emr.hub.ordering import Catalogue
+from emr.hub.routes import cds, fhir, operations
 from emr.hub.store import Store
 
 
@@ -28,11 +32,30 @@ def wall_clock() -> datetime:
 
 
 def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> Hub:
+    """Load the registry and catalogue, open the database, and publish the facilities."""
+    catalogue = Catalogue(facilities=load_facilities(settings.hospitals_dir),
+                          tests=load_tests(settings.data_dir / "tests.yaml"))
     engine = make_engine(settings.database_url)
     create_schema(engine)
     store = Store()
-    store.hooks.setdefault("Patient", []).append(PatientLinker(store))
-    return Hub(settings=settings, engine=engine, store=store, clock=clock)
+    store.hooks["Patient"] = [PatientLinker(store), results.patient_facts]
+    store.hooks["Observation"] = [results.observation_facts]
+    hub = Hub(settings=settings, engine=engine, store=store, catalogue=catalogue, clock=clock)
+    publish_facilities(hub)
+    return hub
+
+
+def publish_facilities(hub: Hub) -> None:
+    """Create or refresh one Organization per registry facility (id = facility code)."""
+    with write_transaction(hub.engine) as conn:
+        for code, facility in sorted(hub.catalogue.facilities.items()):
+            wanted = organization(facility)
+            try:
+                current = hub.store.read(conn, "Organization", code)
+            except (NotFound, Gone):
+                current = None
+            if current is None or {k: v for k, v in current.items() if k != "meta"} != wanted:
+                hub.store.update(conn, "Organization", code, wanted, now=hub.clock())
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> FastAPI:
@@ -43,6 +66,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock
     _install_error_handlers(app)
     app.include_router(operations.router)  # before the generic /{type}/{id} routes
     app.include_router(fhir.router)
+    app.include_router(cds.router)
     return app
 
 

@@ -118,6 +118,29 @@ class PersonRow(SQLModel, table=True):
     review_reasons: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
 
 
+class ResultFact(SQLModel, table=True):
+    """One row per LOINC coding of an Observation: what the order-time reuse check reads.
+
+    The national ID is copied here from the subject Patient (and kept in step when
+    the Patient changes), so "this person's results for these tests" is one range
+    scan of ``ix_result_lookup``.
+    """
+
+    __tablename__ = "result_fact"
+    __table_args__ = (Index("ix_result_lookup", "national_id", "loinc", "collected_ms"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    observation_id: str = Field(max_length=64)
+    patient_id: str = Field(default="", max_length=64, index=True)
+    national_id: str | None = Field(default=None, max_length=12)
+    loinc: str = Field(max_length=16)
+    status: str = Field(max_length=32)
+    collected_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
+    performer_code: str | None = Field(default=None, max_length=16)
+    positive: bool | None = None
+
+
 INDEX_TABLES = (TokenIndex, StringIndex, DateIndex, ReferenceIndex)
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.engine import Engine
 from emr.config import Settings
 from emr.errors import EmrError, InvalidInput, PayloadTooLarge, Problem, UnsupportedMediaType
 from emr.fhir import operation_outcome
+from emr.hub.ordering import Catalogue
 from emr.hub.store import Store
 
 FHIR_JSON = "application/fhir+json"
@@ -27,6 +28,7 @@ class Hub:
     settings: Settings
     engine: Engine
     store: Store
+    catalogue: Catalogue
     clock: Callable[[], datetime]
 
     @property

@@ -31,6 +31,7 @@ from emr.fhir import validate_resource
 from emr.fhir.dates import to_fhir_instant
 from emr.hub import search
 from emr.hub.db import (
+    INDEX_TABLES,
     ConditionalClaim,
     DateIndex,
     ReferenceIndex,
@@ -271,7 +272,7 @@ def _claim(conn: Connection, rtype: str, key: str) -> None:
 
 
 def _drop_indexes(conn: Connection, pk: int) -> None:
-    for table in (TokenIndex, StringIndex, DateIndex, ReferenceIndex):
+    for table in INDEX_TABLES:
         conn.execute(delete(table.__table__).where(table.__table__.c.resource_pk == pk))
 
 

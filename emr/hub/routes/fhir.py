@@ -11,7 +11,7 @@ from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
 from emr.errors import NotFound
-from emr.fhir import bundle, resource_types
+from emr.fhir import bundle, model_class
 from emr.hub import bundles, search
 from emr.hub.db import read_transaction, write_transaction
 from emr.hub.http import Hub, fhir_response, hub_of, read_json, version_headers
@@ -21,7 +21,7 @@ router = APIRouter(prefix="/fhir")
 
 
 def _known_type(resource_type: str) -> str:
-    if resource_type not in resource_types():
+    if model_class(resource_type) is None:
         raise NotFound(f"'{resource_type}' is not a FHIR R4B resource type", location=resource_type)
     return resource_type
 

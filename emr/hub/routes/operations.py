@@ -1,4 +1,4 @@
-"""Whole-server and type-level operations: metadata and IHE PIXm ``$ihe-pix``."""
+"""Whole-server and type-level operations: metadata, IHE PIXm ``$ihe-pix``, ``$check-reuse``."""
 
 from __future__ import annotations
 
@@ -8,9 +8,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from emr.hub import ordering
 from emr.hub.capability import capability_statement
 from emr.hub.db import read_transaction
-from emr.hub.http import fhir_response, hub_of
+from emr.hub.http import fhir_response, hub_of, read_json
 from emr.hub.linking import pix_query
 
 router = APIRouter(prefix="/fhir")
@@ -32,5 +33,18 @@ async def ihe_pix(request: Request) -> Response:
     def work() -> dict:
         with read_transaction(hub.engine) as conn:
             return pix_query(conn, source_identifier=source, target_systems=targets)
+
+    return fhir_response(await run_in_threadpool(work))
+
+
+@router.post("/$check-reuse")
+async def check_reuse(request: Request) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
+
+    def work() -> dict:
+        question = ordering.parse_parameters(body, now=hub.clock(), catalogue=hub.catalogue)
+        with read_transaction(hub.engine) as conn:
+            return ordering.decisions_to_parameters(ordering.check(conn, hub.catalogue, question))
 
     return fhir_response(await run_in_threadpool(work))

@@ -1,0 +1,41 @@
+"""CDS Hooks 2.0 endpoints: discovery and the two order-entry services."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+from starlette.concurrency import run_in_threadpool
+
+from emr.errors import NotFound
+from emr.hub import cds, ordering
+from emr.hub.db import read_transaction
+from emr.hub.http import hub_of, read_json
+
+router = APIRouter(prefix="/cds-services")
+
+
+@router.get("")
+async def discovery() -> Response:
+    return JSONResponse(cds.discovery())
+
+
+@router.post("/{service_id}")
+async def call_service(request: Request, service_id: str) -> Response:
+    hub = hub_of(request)
+    body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
+
+    def work() -> dict:
+        orders = cds.parse_hook_request(service_id, body)
+        now = hub.clock()
+        with read_transaction(hub.engine) as conn:
+            try:
+                patient = hub.store.read(conn, "Patient", orders.patient_id)
+            except NotFound:
+                return {"cards": []}  # a patient the hub has never seen has nothing to reuse
+            question = cds.check_request(orders, patient, hub.catalogue, now=now)
+            if question is None:
+                return {"cards": []}
+            decisions = ordering.check(conn, hub.catalogue, question)
+        return cds.cards(orders, decisions, hub.catalogue, base_url=hub.base_url, now=now)
+
+    return JSONResponse(await run_in_threadpool(work))
