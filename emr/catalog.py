@@ -77,6 +77,7 @@ def _well_formed_loinc(code: str) -> str:
 
 
 LoincCode = Annotated[str, AfterValidator(_well_formed_loinc)]
+FacilityCode = Annotated[str, Field(pattern=r"^[0-9]{5}$")]
 Probability = Annotated[float, Field(ge=0, le=1)]
 
 
@@ -147,7 +148,7 @@ class EmrStatus(_Frozen):
 
 
 class Facility(_Frozen):
-    code: str = Field(pattern=r"^[0-9]{5}$")
+    code: FacilityCode
     code_illustrative: bool
     name_vi: str = Field(min_length=1)
     name_en: str = Field(min_length=1)
@@ -160,7 +161,7 @@ class Facility(_Frozen):
     lab: LabQuality
     emr: EmrStatus
     tests: tuple[LoincCode, ...]
-    referral_targets: tuple[str, ...] = ()
+    referral_targets: tuple[FacilityCode, ...] = ()
     note: str | None = None
 
 
@@ -227,7 +228,7 @@ def _read_yaml(path: Path) -> tuple[Any, list[Problem]]:
     try:
         return yaml.safe_load(path.read_text(encoding="utf-8")), []
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as error:
-        return None, [Problem(f"cannot read: {error}", _label(path))]
+        return None, [Problem(f"cannot read: {' '.join(str(error).split())}", _label(path))]
 
 
 def _entry(model: type[BaseModel], document: Any, where: str) -> tuple[_Entry, list[Problem]]:
@@ -239,9 +240,9 @@ def _entry(model: type[BaseModel], document: Any, where: str) -> tuple[_Entry, l
 
 
 def _pydantic_problem(item: Mapping[str, Any], where: str) -> Problem:
-    message = item["msg"]
+    message = item["msg"].removeprefix("Value error, ")
     if item["type"] == "model_type" and "Sourced" in message and not isinstance(item["input"], dict):
-        message = f"bare value {item['input']!r}: write {{value: ..., source: ...}} or {{value: ..., assumption: ...}}"
+        message = f"bare value {item['input']}: write {{value: ..., source: ...}} or {{value: ..., assumption: ...}}"
     path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in item["loc"]).lstrip(".")
     return Problem(message, _at(where, path) if path else where)
 
@@ -331,7 +332,8 @@ def _panel_problems(entries: list[_Entry]) -> list[Problem]:
             elif found is not None and found.model and (found.model.value_type == "panel" or found.model.orderable):
                 problems.append(Problem(f"member {member} must be a non-orderable, non-panel test", where))
         if entry.model and not entry.model.orderable and entry.model.loinc not in in_a_panel:
-            problems.append(Problem("a test that cannot be ordered alone must belong to a panel", _at(entry.where, "orderable")))
+            message = "a test that cannot be ordered alone must belong to a panel"
+            problems.append(Problem(message, _at(entry.where, "orderable")))
     return problems
 
 
