@@ -6,18 +6,19 @@ Errors from the project's error tree become one line on stderr and exit code 2.
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
 from emr.config import Settings
-from emr.errors import EmrError
+from emr.errors import EmrError, InvalidInput
 
 app = typer.Typer(help="Vietnam EMR interoperability simulator: coordination hub, result reuse, referral scenarios.",
                   no_args_is_help=True, add_completion=False)
 err = Console(stderr=True)
-out = Console()
+out_console = Console()
 
 
 def _fail(error: EmrError) -> None:
@@ -45,8 +46,75 @@ def serve(
         application = create_app(settings)
     except EmrError as error:
         _fail(error)
-    out.print(f"Hub listening on [bold]{settings.base_url}[/] (database {settings.database_url})")
+    out_console.print(f"Hub listening on [bold]{settings.base_url}[/] (database {settings.database_url})")
     uvicorn.run(application, host=host, port=port, log_level="warning")
+
+
+@app.command()
+def simulate(
+    scenario: Annotated[str, typer.Argument(help="Scenario name (see `emr scenarios`) or path to a YAML file")] = "national-pilot-2025",
+    seed: Annotated[int, typer.Option(help="Seed of every random choice; same seed, same run")] = 2025,
+    patients: Annotated[int | None, typer.Option(help="Simulated patients (default: the scenario's)", min=1)] = None,
+    out: Annotated[Path | None, typer.Option(help="Run directory (default: runs/<scenario>)")] = None,
+    db: Annotated[str | None, typer.Option(help="Database URL of the in-process hub (default: a fresh SQLite file in the run directory)")] = None,
+    hub: Annotated[str | None, typer.Option(help="Base URL of a running hub to use instead of an in-process one")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the summary: vi or en")] = "vi",
+) -> None:
+    """Run a referral scenario against the hub and print what the hub avoided."""
+    from emr.sim.runner import SimulationRequest
+    from emr.sim.console import print_summary, run_with_progress
+
+    name = Path(scenario).stem
+    request = SimulationRequest(scenario=scenario, seed=seed, patients=patients,
+                                out=out or Path("runs") / name, db=db, hub=hub)
+    try:
+        summary = run_with_progress(Settings(), request, console=out_console)
+    except EmrError as error:
+        _fail(error)
+    print_summary(summary, console=out_console, lang=_lang(lang))
+    out_console.print(f"[dim]{request.out}/summary.json, {request.out}/orders.ndjson[/]")
+
+
+@app.command()
+def scenarios() -> None:
+    """List the shipped scenarios."""
+    from emr.sim.console import print_scenarios
+
+    try:
+        print_scenarios(Settings(), console=out_console)
+    except EmrError as error:
+        _fail(error)
+
+
+@app.command()
+def hospitals() -> None:
+    """List the facility registry (hospitals/)."""
+    from emr.sim.console import print_hospitals
+
+    try:
+        print_hospitals(Settings(), console=out_console)
+    except EmrError as error:
+        _fail(error)
+
+
+@app.command()
+def validate() -> None:
+    """Check every data file (hospitals/, data/, scenarios/) and print every problem at once."""
+    from emr.validation import validate_all
+
+    problems = validate_all(Settings())
+    for problem in problems:
+        err.print(f"[red]✗[/] {problem.location}: {problem.message}", highlight=False)
+    if problems:
+        err.print(f"[bold red]{len(problems)} problems[/]")
+        raise typer.Exit(1)
+    out_console.print("[green]✓[/] every data file is valid")
+
+
+def _lang(value: str) -> str:
+    if value not in ("vi", "en"):
+        _fail(InvalidInput(f"--lang must be vi or en, not '{value}'"))
+    return value
 
 
 def main() -> None:  # pragma: no cover - console entry point

@@ -56,7 +56,12 @@ def mrn_system(facility_code: str) -> str:
     MRNs are only unique inside the facility that issued them, so each facility
     gets its own system and two hospitals' MRN 12345 never collide in the hub.
     """
-    return f"urn:emr:facility:{facility_code}:mrn"
+    return local_system(facility_code, "mrn")
+
+
+def local_system(facility_code: str, kind: str) -> str:
+    """The system of one facility's own identifiers of a kind (``mrn``, ``encounter``, ``result`` …)."""
+    return f"urn:emr:facility:{facility_code}:{kind}"
 
 
 # --- Provinces ----------------------------------------------------------------------

@@ -56,6 +56,7 @@ class PriorResult:
     performer_code: str | None
     lab_level: int  # of the performing facility's lab; 0 when unranked or unknown
     positive: bool | None  # None when the result says neither
+    identity_verified: bool = True  # the source registration matched the population register
 
 
 @dataclass(frozen=True)
@@ -77,6 +78,11 @@ class Decision:
 
 
 # ---------------------------------------------------------------- the rules
+
+def rule_identity_unverified(result: PriorResult, order: Order, policy: ReusePolicy) -> Reason | None:
+    """A result filed under a registration the population register did not confirm may be someone else's."""
+    return None if result.identity_verified else "identity-unverified"
+
 
 def rule_not_final(result: PriorResult, order: Order, policy: ReusePolicy) -> Reason | None:
     """A preliminary or cancelled result may still change; only a final (or amended) one is evidence."""
@@ -103,7 +109,7 @@ def rule_lab_not_recognised(result: PriorResult, order: Order, policy: ReusePoli
 
 
 RULES: tuple[Callable[[PriorResult, Order, ReusePolicy], Reason | None], ...] = (
-    rule_not_final, rule_expired, rule_negative, rule_lab_not_recognised,
+    rule_identity_unverified, rule_not_final, rule_expired, rule_negative, rule_lab_not_recognised,
 )
 
 

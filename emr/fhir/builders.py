@@ -80,3 +80,103 @@ def organization(facility: Facility) -> dict:
         "alias": [facility.name_en],
         "address": [{"state": facility.province_2025, "country": "VN"}],
     }
+
+
+REFERRAL_CODE = {"system": "http://snomed.info/sct", "code": "3457005", "display": "Patient referral"}
+REUSE_DECISION_SYSTEM = "urn:emr:code:reuse-decision"
+OVERRIDE_REASON_SYSTEM = "urn:emr:code:reuse-override"
+
+
+def encounter(*, patient_ref: str, facility_code: str, start: str, identifier: dict) -> dict:
+    return {
+        "resourceType": "Encounter",
+        "identifier": [identifier],
+        "status": "finished",
+        "class": {"system": ACT_CODE, "code": "AMB", "display": "ambulatory"},
+        "subject": {"reference": patient_ref},
+        "period": {"start": start},
+        "serviceProvider": facility_reference(facility_code),
+    }
+
+
+def test_order(*, patient_ref: str, facility_code: str, loinc: str, display: str, authored: str,
+               identifier: dict, encounter_ref: str | None = None) -> dict:
+    order = {
+        "resourceType": "ServiceRequest",
+        "identifier": [identifier],
+        "status": "completed",
+        "intent": "order",
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": loinc, "display": display}]},
+        "subject": {"reference": patient_ref},
+        "authoredOn": authored,
+        "requester": facility_reference(facility_code),
+    }
+    if encounter_ref:
+        order["encounter"] = {"reference": encounter_ref}
+    return order
+
+
+def referral(*, patient_ref: str, from_code: str, to_code: str, authored: str, identifier: dict,
+             reason: str) -> tuple[dict, dict]:
+    """A referral as a ServiceRequest and the Task that asks the receiving facility to act on it."""
+    request = {
+        "resourceType": "ServiceRequest",
+        "identifier": [identifier],
+        "status": "active",
+        "intent": "order",
+        "category": [{"coding": [REFERRAL_CODE]}],
+        "code": {"coding": [REFERRAL_CODE], "text": reason},
+        "subject": {"reference": patient_ref},
+        "authoredOn": authored,
+        "requester": facility_reference(from_code),
+        "performer": [facility_reference(to_code)],
+    }
+    task = {
+        "resourceType": "Task",
+        "identifier": [{**identifier, "value": identifier["value"] + "-task"}],
+        "status": "requested",
+        "intent": "order",
+        "for": {"reference": patient_ref},
+        "authoredOn": authored,
+        "requester": facility_reference(from_code),
+        "owner": facility_reference(to_code),
+    }
+    return request, task
+
+
+def results_report(*, patient_ref: str, facility_code: str, issued: str, collected: str, identifier: dict,
+                   result_refs: list[str]) -> dict:
+    return {
+        "resourceType": "DiagnosticReport",
+        "identifier": [identifier],
+        "status": "final",
+        "code": {"coding": [{"system": LOINC_SYSTEM, "code": "11502-2", "display": "Laboratory report"}]},
+        "subject": {"reference": patient_ref},
+        "effectiveDateTime": collected,
+        "issued": issued,
+        "performer": [facility_reference(facility_code)],
+        "result": [{"reference": ref} for ref in result_refs],
+    }
+
+
+def reuse_decision(*, patient_ref: str, facility_code: str, order_ref: str | None, observation_ref: str,
+                   identified: str, reused: bool, override_reason: str | None = None) -> dict:
+    """The treating doctor's decision on an offered result, as a DetectedIssue."""
+    action = {"system": REUSE_DECISION_SYSTEM, "code": "reused" if reused else "repeated",
+              "display": "Result reused" if reused else "Test repeated"}
+    mitigation: dict = {"action": {"coding": [action]}, "date": identified,
+                        "author": facility_reference(facility_code)}
+    if override_reason:
+        mitigation["action"]["coding"].append({"system": OVERRIDE_REASON_SYSTEM, "code": override_reason})
+    implicated = [{"reference": observation_ref}] + ([{"reference": order_ref}] if order_ref else [])
+    return {
+        "resourceType": "DetectedIssue",
+        "status": "final",
+        "code": {"coding": [{"system": REUSE_DECISION_SYSTEM, "code": "duplicate-test",
+                             "display": "Recent result available from another facility"}]},
+        "patient": {"reference": patient_ref},
+        "identifiedDateTime": identified,
+        "author": facility_reference(facility_code),
+        "implicated": implicated,
+        "mitigation": [mitigation],
+    }

@@ -25,20 +25,22 @@ from emr.hub.linking import PatientLinker
 from emr.hub.ordering import Catalogue
 from emr.hub.routes import cds, fhir, operations
 from emr.hub.store import Store
+from emr.hub.verification import IdentityRegistry, IdentityVerifier
 
 
 def wall_clock() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> Hub:
+def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock,
+              registry: IdentityRegistry | None = None) -> Hub:
     """Load the registry and catalogue, open the database, and publish the facilities."""
     catalogue = Catalogue(facilities=load_facilities(settings.hospitals_dir),
                           tests=load_tests(settings.data_dir / "tests.yaml"))
     engine = make_engine(settings.database_url)
     create_schema(engine)
     store = Store()
-    store.hooks["Patient"] = [PatientLinker(store), results.patient_facts]
+    store.hooks["Patient"] = [PatientLinker(store), results.patient_facts, IdentityVerifier(registry)]
     store.hooks["Observation"] = [results.observation_facts]
     hub = Hub(settings=settings, engine=engine, store=store, catalogue=catalogue, clock=clock)
     publish_facilities(hub)
@@ -58,8 +60,11 @@ def publish_facilities(hub: Hub) -> None:
                 hub.store.update(conn, "Organization", code, wanted, now=hub.clock())
 
 
-def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock) -> FastAPI:
-    hub = build_hub(settings, clock=clock)
+def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock,
+               registry: IdentityRegistry | None = None) -> FastAPI:
+    """The hub. ``registry`` is the National Population Database to verify identities
+    against (the simulator passes its synthetic one); without it nothing is checked."""
+    hub = build_hub(settings, clock=clock, registry=registry)
     app = FastAPI(title="emr coordination hub", version="0.1.0",
                   description="FHIR R4B coordination hub linking facilities by national ID.")
     app.state.hub = hub

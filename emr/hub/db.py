@@ -139,6 +139,19 @@ class ResultFact(SQLModel, table=True):
     collected_ms: int = Field(sa_column=Column(BigInteger, nullable=False))
     performer_code: str | None = Field(default=None, max_length=16)
     positive: bool | None = None
+    identity_ok: bool = True  # False when the subject's registration failed identity verification
+
+
+class PatientIdentity(SQLModel, table=True):
+    """What the National Population Database said about one facility's registration."""
+
+    __tablename__ = "patient_identity"
+    __table_args__ = (Index("ix_identity_lookup", "national_id", "facility_code"),)
+
+    patient_id: str = Field(primary_key=True, max_length=64)
+    national_id: str = Field(max_length=12)
+    facility_code: str = Field(default="", max_length=16)
+    status: str = Field(max_length=16)  # verified | mismatch | unknown | not-checked
 
 
 INDEX_TABLES = (TokenIndex, StringIndex, DateIndex, ReferenceIndex)

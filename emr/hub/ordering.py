@@ -19,6 +19,7 @@ from emr.fhir import LOINC_SYSTEM
 from emr.fhir.builders import facility_reference
 from emr.fhir.dates import parse_interval, to_fhir_instant
 from emr.hub import results
+from emr.hub.verification import registration_trusted
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM, parse_national_id
 from emr.reuse import Decision, Order, PriorResult, ReusePolicy, decide
 
@@ -58,9 +59,12 @@ def check(conn: Connection, catalogue: Catalogue, request: CheckRequest) -> list
     strictest reading (only top-level labs recognised)."""
     known = request.facility_code in catalogue.facilities
     order_level = catalogue.lab_level(request.facility_code) if known else STRICTEST_LEVEL
+    if not registration_trusted(conn, national_id=request.national_id, facility_code=request.facility_code):
+        return [Decision(loinc, "repeat", "identity-unverified", price_vnd=catalogue.policy(loinc).price_vnd)
+                for loinc in request.loincs]
     found = results.candidates(conn, national_id=request.national_id, loincs=request.loincs, at=request.at)
     priors = [PriorResult(f.observation_id, f.loinc, f.status, f.collected, f.performer_code,
-                          catalogue.lab_level(f.performer_code), f.positive) for f in found]
+                          catalogue.lab_level(f.performer_code), f.positive, f.identity_ok) for f in found]
     return [decide(Order(loinc, request.at, request.facility_code, order_level), catalogue.policy(loinc), priors)
             for loinc in request.loincs]
 

@@ -20,6 +20,7 @@ from emr.fhir import LOINC_SYSTEM
 from emr.fhir.dates import parse_interval
 from emr.hub.db import ResourceRow, ResultFact, TokenIndex
 from emr.hub.linking import national_ids_of
+from emr.hub.verification import patient_trusted
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 
 F = ResultFact.__table__
@@ -41,6 +42,7 @@ class FactRow:
     collected: datetime
     performer_code: str | None
     positive: bool | None
+    identity_ok: bool
 
 
 def observation_facts(conn: Connection, pk: int, observation: dict, _now: datetime) -> None:
@@ -55,7 +57,7 @@ def observation_facts(conn: Connection, pk: int, observation: dict, _now: dateti
     row = {"resource_pk": pk, "observation_id": observation["id"], "patient_id": patient_id or "",
            "national_id": _national_id(conn, patient_id), "status": observation.get("status", ""),
            "collected_ms": collected, "performer_code": _performer_code(conn, observation),
-           "positive": result_positive(observation)}
+           "positive": result_positive(observation), "identity_ok": patient_trusted(conn, patient_id)}
     rows = [{**row, "loinc": code} for code in _loinc_codes(observation)]
     if rows:
         conn.execute(insert(F), rows)
@@ -71,12 +73,14 @@ def candidates(conn: Connection, *, national_id: str, loincs: list[str], at: dat
     """The newest results (up to ten per test) collected no later than ``at``: one indexed query."""
     ranked = select(
         F.c.observation_id, F.c.loinc, F.c.status, F.c.collected_ms, F.c.performer_code, F.c.positive,
+        F.c.identity_ok,
         func.row_number().over(partition_by=F.c.loinc, order_by=(F.c.collected_ms.desc(), F.c.row.desc())).label("n"),
     ).where(F.c.national_id == national_id, F.c.loinc.in_(loincs),
             F.c.collected_ms <= int(at.timestamp() * 1000)).subquery()
     rows = conn.execute(select(ranked).where(ranked.c.n <= CANDIDATES_PER_TEST)).all()
     return [FactRow(r.observation_id, r.loinc, r.status,
-                    datetime.fromtimestamp(r.collected_ms / 1000, tz=timezone.utc), r.performer_code, r.positive)
+                    datetime.fromtimestamp(r.collected_ms / 1000, tz=timezone.utc), r.performer_code, r.positive,
+                    r.identity_ok)
             for r in rows]
 
 

@@ -44,6 +44,7 @@ def _written_response(hub: Hub, written: Written, request: Request) -> Response:
 # ------------------------------------------------------------------ whole system
 
 @router.post("")
+@router.post("/", include_in_schema=False)
 async def system_bundle(request: Request) -> Response:
     hub = hub_of(request)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)

@@ -1,0 +1,1 @@
+"""The simulator: a synthetic population, its identity registry, and the hospitals that serve it."""

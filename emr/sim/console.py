@@ -1,0 +1,112 @@
+"""What the CLI shows a person: the progress bar, the run summary and the listings, in Vietnamese or English."""
+
+from __future__ import annotations
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from emr.catalog import load_facilities
+from emr.config import Settings
+from emr.sim.runner import SimulationRequest, simulate
+from emr.sim.scenario import read_scenario, scenario_paths
+
+LABELS = {
+    "title": ("Kết quả mô phỏng", "Simulation summary"),
+    "people_with_visits": ("Người bệnh có lượt khám", "Patients with visits"),
+    "visits": ("Lượt khám", "Visits"),
+    "referrals": ("Chuyển tuyến lên", "Referrals up"),
+    "back_referrals": ("Chuyển tuyến về", "Referrals back"),
+    "tests_ordered": ("Chỉ định cận lâm sàng", "Tests ordered"),
+    "tests_performed": ("Đã thực hiện", "Tests performed"),
+    "tests_reused": ("Dùng lại kết quả (tránh lặp)", "Results reused (tests avoided)"),
+    "repeats_performed": ("Xét nghiệm lặp lại vẫn thực hiện", "Repeats still performed"),
+    "vnd_saved": ("Tiết kiệm (VND)", "Saved (VND)"),
+    "blood_draws_avoided": ("Lần lấy máu tránh được", "Blood draws avoided"),
+    "radiation_exposures_avoided": ("Lần chiếu xạ tránh được", "Radiation exposures avoided"),
+    "emr": ("Cơ sở có bệnh án điện tử (cuối kỳ)", "Facilities with EMR live (end)"),
+    "reasons": ("Lý do vẫn làm lại", "Why repeats were still performed"),
+    "reason": ("Lý do", "Reason"),
+    "count": ("Số lượng", "Count"),
+    "running": ("Đang mô phỏng", "Simulating"),
+}
+REASONS = {
+    "no-emr": ("Nơi chỉ định chưa có bệnh án điện tử", "Ordering facility not on EMR"),
+    "hub-unavailable": ("Hệ thống điều phối không truy cập được", "Hub unavailable"),
+    "source-on-paper": ("Kết quả trước nằm trên giấy", "Earlier result on paper only"),
+    "not-yet-published": ("Kết quả trước chưa gửi lên", "Earlier result not yet published"),
+    "no-prior-result": ("Không có kết quả trước", "No prior result"),
+    "expired": ("Hết thời hạn giá trị", "Expired"),
+    "lab-not-recognised": ("Phòng xét nghiệm chưa được công nhận", "Lab level not recognised"),
+    "not-final": ("Kết quả chưa chính thức", "Result not final"),
+    "not-shareable": ("Xét nghiệm không được dùng lại", "Test not shareable"),
+    "negative-result": ("Kết quả âm tính (chỉ dùng lại dương tính)", "Negative result (positive only)"),
+    "identity-unverified": ("Danh tính chưa xác thực", "Identity unverified"),
+    "consent": ("Người bệnh từ chối chia sẻ", "Patient refused sharing"),
+    "override:clinical-change": ("Bác sĩ: lâm sàng thay đổi", "Doctor: clinical change"),
+    "override:result-not-trusted": ("Bác sĩ: không tin kết quả", "Doctor: result not trusted"),
+    "override:patient-request": ("Bác sĩ: người bệnh yêu cầu", "Doctor: patient request"),
+    "override:needs-own-baseline": ("Bác sĩ: cần kết quả tại chỗ", "Doctor: needs own baseline"),
+}
+
+
+def label(key: str, lang: str, table: dict[str, tuple[str, str]] = LABELS) -> str:
+    vi, en = table.get(key, (key, key))
+    return vi if lang == "vi" else en
+
+
+def run_with_progress(settings: Settings, request: SimulationRequest, *, console: Console) -> dict:
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        task = progress.add_task(f"{label('running', 'vi')} {request.scenario}", total=None)
+
+        def report(done: int, total: int) -> None:
+            progress.update(task, completed=done, total=total)
+
+        return simulate(settings, request, progress=report)
+
+
+def print_summary(summary: dict, *, console: Console, lang: str) -> None:
+    table = Table(title=f"{label('title', lang)}: {summary['scenario']} (seed {summary['seed']})", show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    for key in ("people_with_visits", "visits", "referrals", "back_referrals", "tests_ordered",
+                "tests_performed", "tests_reused", "repeats_performed", "vnd_saved", "blood_draws_avoided",
+                "radiation_exposures_avoided"):
+        table.add_row(label(key, lang), f"{summary[key]:,}")
+    emr = summary["emr_live_at_end"]
+    table.add_row(label("emr", lang), f"{emr['facilities']}/{emr['of']}")
+    console.print(table)
+    reasons = Table(title=label("reasons", lang))
+    reasons.add_column(label("reason", lang))
+    reasons.add_column(label("count", lang), justify="right")
+    for reason, count in sorted(summary["repeats_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
+        reasons.add_row(label(reason, lang, REASONS), f"{count:,}")
+    console.print(reasons)
+
+
+def print_scenarios(settings: Settings, *, console: Console) -> None:
+    table = Table(title="Scenarios")
+    for column in ("name", "version", "period", "patients", "title"):
+        table.add_column(column)
+    for name, path in scenario_paths(settings.scenarios_dir).items():
+        scenario, problems = read_scenario(path)
+        if scenario is None:
+            table.add_row(name, "-", "-", "-", f"[red]invalid: {problems[0].message}[/]")
+            continue
+        table.add_row(name, str(scenario.version), f"{scenario.period.start} → {scenario.period.end}",
+                      str(scenario.default_patients), scenario.title_vi)
+    console.print(table)
+
+
+def print_hospitals(settings: Settings, *, console: Console) -> None:
+    table = Table(title="Facilities (hospitals/)")
+    for column in ("code", "name", "kind", "province", "lab level", "ISO 15189", "EMR go-live"):
+        table.add_column(column)
+    for code, f in sorted(load_facilities(settings.hospitals_dir).items()):
+        go_live = str(f.emr.go_live.value) if f.emr.go_live and f.emr.go_live.value else "—"
+        table.add_row(code + ("*" if f.code_illustrative else ""), f.name_vi, f.kind,
+                      f"{f.province_code} → {f.province_2025}", str(f.lab.quality_level.value),
+                      "✓" if f.lab.iso15189.value else "", go_live)
+    console.print(table)
+    console.print("[dim]* illustrative facility code[/]")

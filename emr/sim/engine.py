@@ -1,0 +1,236 @@
+"""Run a scenario: plan every journey, then play visits and results in time order against the hub.
+
+At each visit the facility registers the patient and, when its EMR is live and the hub
+is up, asks ``$check-reuse`` for every ordered test. A reusable result is accepted by
+the simulated doctor with the scenario's probability (the decision is recorded at the
+hub as a DetectedIssue); everything else is performed, and its result is published
+when it is ready. Every ordered test becomes one ``OrderOutcome`` in the run record,
+with the ground truth beside it (did this patient really have a result of this test
+within its window?), so the reports can say why each repeat happened.
+
+All randomness comes from streams seeded by (seed, purpose, citizen, visit): the
+journeys, the values and the doctor's choices are the same with or without a hub.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
+
+from emr.catalog import Facility, LabTest
+from emr.fhir.dates import to_fhir_instant
+from emr.sim.hospital import FacilityClient, HubAnswer
+from emr.sim.journeys import Visit, plan_journey
+from emr.sim.population import Citizen, PopulationTables, corrupt_registration, generate_population
+from emr.sim.publishing import PerformedTest, decision_entry, result_entries, visit_entries
+from emr.sim.record import OrderOutcome, RunRecord
+from emr.sim.scenario import Scenario
+
+SPECIMEN_DELAY = timedelta(minutes=20)  # order to specimen collection (assumption)
+
+
+@dataclass
+class World:
+    """Everything a run needs, built by the caller."""
+
+    scenario: Scenario
+    facilities: dict[str, Facility]
+    tests: dict[str, LabTest]
+    tables: PopulationTables
+    seed: int
+    patients: int
+
+
+@dataclass
+class _State:
+    world: World
+    citizens: list[Citizen]
+    clients: dict[str, FacilityClient]
+    record: RunRecord
+    history: dict[tuple[int, str], list[PerformedTest]] = field(default_factory=dict)
+    queue: list[tuple[datetime, int, Callable[[], None]]] = field(default_factory=list)
+    sequence: int = 0
+
+    def schedule(self, at: datetime, action: Callable[[], None]) -> None:
+        self.sequence += 1
+        heapq.heappush(self.queue, (at, self.sequence, action))
+
+
+def build_population(world: World) -> list[Citizen]:
+    shares = {code: s.value for code, s in world.scenario.residents.items()}
+    counts = apportion(world.patients, shares)
+    return generate_population(random.Random(f"{world.seed}:population"), tables=world.tables,
+                               residents=counts, on=world.scenario.period.start)
+
+
+def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
+    """Split ``total`` by ``shares`` with the largest-remainder method (sums exactly to total)."""
+    weight = sum(shares.values())
+    exact = {k: total * v / weight for k, v in sorted(shares.items())}
+    counts = {k: int(v) for k, v in exact.items()}
+    for k in sorted(exact, key=lambda k: (counts[k] - exact[k], k))[: total - sum(counts.values())]:
+        counts[k] += 1
+    return counts
+
+
+def plan(world: World, citizens: list[Citizen]) -> list[Visit]:
+    visits = []
+    for index, citizen in enumerate(citizens):
+        rng = random.Random(f"{world.seed}:journey:{index}")
+        visits += plan_journey(rng, index=index, citizen=citizen, scenario=world.scenario,
+                               facilities=world.facilities)
+    return sorted(visits, key=lambda v: (v.at, v.citizen, v.number))
+
+
+def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen],
+        progress: Callable[[int, int], None] | None = None) -> RunRecord:
+    state = _State(world, citizens, clients, RunRecord(world.scenario, world.seed, world.patients))
+    visits = plan(world, citizens)
+    for visit in visits:
+        state.schedule(visit.at, lambda v=visit: _visit(state, v))
+    done = 0
+    while state.queue:
+        at, _, action = heapq.heappop(state.queue)
+        action()
+        done += 1
+        if progress and done % 50 == 0:
+            progress(done, done + len(state.queue))
+    state.record.finish(facilities=world.facilities, emr_live=lambda code, day: emr_live(world, code, day),
+                        requests=sum(c.requests for c in clients.values()))
+    return state.record
+
+
+# ---------------------------------------------------------------- the rules of the world
+
+def emr_live(world: World, code: str, day: date) -> bool:
+    timeline = world.scenario.emr
+    if timeline.mode == "none":
+        return False
+    if code in timeline.go_live:
+        go_live = timeline.go_live[code].value
+    else:
+        status = world.facilities[code].emr
+        go_live = status.go_live.value if status.go_live else None
+    return go_live is not None and go_live <= day
+
+
+def hub_up(world: World, at: datetime) -> bool:
+    return hub_back_at(world, at) is None
+
+
+def hub_back_at(world: World, at: datetime) -> datetime | None:
+    """When the outage that covers ``at`` ends, or None when the hub is up at ``at``."""
+    return next((o.end for o in world.scenario.hub_outages if o.start <= at < o.end), None)
+
+
+# ---------------------------------------------------------------- a visit
+
+def _visit(state: _State, visit: Visit) -> None:
+    world = state.world
+    rng = random.Random(f"{world.seed}:visit:{visit.citizen}:{visit.number}")
+    draws = {test: (rng.random(), rng.random(), rng.random(), rng.random()) for test in visit.tests}
+    online = emr_live(world, visit.facility, visit.at.date()) and hub_up(world, visit.at)
+    client = state.clients[visit.facility]
+    citizen = state.citizens[visit.citizen]
+    patient_id = client.register(visit.citizen, _as_recorded(state, visit, citizen)) if online else None
+    answers = client.check(citizen.national_id, list(visit.tests), visit.at) if online and visit.tests else {}
+    performed: list[PerformedTest] = []
+    decisions: list[dict] = []
+    for test in visit.tests:
+        outcome, entry = _order(state, visit, test, answers.get(test), draws[test], patient_id)
+        state.record.add(outcome)
+        if entry:
+            decisions.append(entry)
+        if outcome.outcome == "performed":
+            performed.append(_perform(state, visit, test, draws[test]))
+    if online:
+        client.transaction(visit_entries(visit, patient_id, performed, world.tests) + decisions)
+    state.record.visit(visit)
+    if performed:
+        ready = max(p.ready for p in performed)
+        state.schedule(ready, lambda: _results_ready(state, visit, performed))
+
+
+def _as_recorded(state: _State, visit: Visit, citizen: Citizen) -> Citizen:
+    """The citizen as this facility's clerk registered them (sometimes with a mistake)."""
+    errors = state.world.scenario.registration_errors
+    rng = random.Random(f"{state.world.seed}:registration:{visit.citizen}:{visit.facility}")
+    if rng.random() >= errors.rate.value:
+        return citizen
+    kinds = sorted(errors.kinds.items())
+    kind = rng.choices([k for k, _ in kinds], weights=[s.value for _, s in kinds], k=1)[0]
+    return corrupt_registration(rng, citizen, kind)
+
+
+def _order(state: _State, visit: Visit, test: str, answer: HubAnswer | None, draw: tuple[float, ...],
+           patient_id: str | None) -> tuple[OrderOutcome, dict | None]:
+    world = state.world
+    truth = _prior_truth(state, visit, test)
+    base = dict(at=visit.at, citizen=visit.citizen, facility=visit.facility, visit_kind=visit.kind,
+                test=test, prior_existed=truth[0], prior_published=truth[1])
+    if answer is None:
+        online = emr_live(world, visit.facility, visit.at.date())
+        return OrderOutcome(**base, outcome="performed", hub_reason=None,
+                            why="no-emr" if not online else "hub-unavailable"), None
+    if answer.decision == "reuse":
+        reused = draw[0] < world.scenario.doctor_accepts_reuse.value
+        reason = None if reused else _override_reason(world.scenario, draw[1])
+        entry = decision_entry(visit, patient_id, answer.observation, test, reused=reused, reason=reason)
+        why = None if reused else f"override:{reason}"
+        return OrderOutcome(**base, outcome="reused" if reused else "performed", hub_reason=None, why=why), entry
+    why = answer.reason
+    if answer.reason == "no-prior-result" and truth[0]:
+        why = "source-on-paper" if not truth[1] else "not-yet-published"
+    return OrderOutcome(**base, outcome="performed", hub_reason=answer.reason, why=why), None
+
+
+def _override_reason(scenario: Scenario, draw: float) -> str:
+    reasons = sorted(scenario.override_reasons.items())
+    total = sum(s.value for _, s in reasons)
+    point = draw * total
+    for code, share in reasons:
+        point -= share.value
+        if point < 0:
+            return code
+    return reasons[-1][0]
+
+
+def _prior_truth(state: _State, visit: Visit, test: str) -> tuple[bool, bool]:
+    """(a final result of this test existed within its window, and one of them was published)."""
+    window = timedelta(hours=state.world.tests[test].validity_hours.value)
+    prior = [p for p in state.history.get((visit.citizen, test), [])
+             if p.status == "final" and p.collected <= visit.at < p.collected + window]
+    return bool(prior), any(p.published_by is not None and p.published_by <= visit.at for p in prior)
+
+
+def _perform(state: _State, visit: Visit, test: str, draw: tuple[float, ...]) -> PerformedTest:
+    world = state.world
+    spec = world.tests[test]
+    collected = visit.at + SPECIMEN_DELAY
+    ready = collected + timedelta(hours=spec.turnaround_hours.value)
+    status = "preliminary" if draw[2] < world.scenario.preliminary_rate.value else "final"
+    positive = spec.positive_rate is not None and draw[3] < spec.positive_rate.value
+    done = PerformedTest(test=test, collected=collected, ready=ready, status=status, positive=positive,
+                         value_draw=draw[3], facility=visit.facility)
+    state.history.setdefault((visit.citizen, test), []).append(done)
+    return done
+
+
+def _results_ready(state: _State, visit: Visit, performed: list[PerformedTest], at: datetime | None = None) -> None:
+    """Publish a visit's results when they are ready; while the hub is down, wait for it to return."""
+    world = state.world
+    at = at or max(p.ready for p in performed)
+    if not emr_live(world, visit.facility, at.date()):
+        return  # on paper: the results never reach the hub
+    back = hub_back_at(world, at)
+    if back is not None:
+        state.schedule(back, lambda: _results_ready(state, visit, performed, back))
+        return
+    client = state.clients[visit.facility]
+    patient_id = client.register(visit.citizen, _as_recorded(state, visit, state.citizens[visit.citizen]))
+    client.transaction(result_entries(visit, patient_id, performed, world.tests, issued=to_fhir_instant(at)))
+    for p in performed:
+        p.published_by = at
