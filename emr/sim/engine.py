@@ -99,22 +99,26 @@ def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citi
         if progress and done % 50 == 0:
             progress(done, done + len(state.queue))
     state.record.finish(facilities=world.facilities, emr_live=lambda code, day: emr_live(world, code, day),
-                        requests=sum(c.requests for c in clients.values()))
+                        go_live=lambda code: go_live(world, code), requests=sum(c.requests for c in clients.values()))
     return state.record
 
 
 # ---------------------------------------------------------------- the rules of the world
 
-def emr_live(world: World, code: str, day: date) -> bool:
+def go_live(world: World, code: str) -> date | None:
+    """The day the facility's EMR goes live in this scenario (None: not in its period or never)."""
     timeline = world.scenario.emr
     if timeline.mode == "none":
-        return False
+        return None
     if code in timeline.go_live:
-        go_live = timeline.go_live[code].value
-    else:
-        status = world.facilities[code].emr
-        go_live = status.go_live.value if status.go_live else None
-    return go_live is not None and go_live <= day
+        return timeline.go_live[code].value
+    status = world.facilities[code].emr
+    return status.go_live.value if status.go_live else None
+
+
+def emr_live(world: World, code: str, day: date) -> bool:
+    started = go_live(world, code)
+    return started is not None and started <= day
 
 
 def hub_up(world: World, at: datetime) -> bool:

@@ -43,6 +43,7 @@ class RunRecord:
     visits: Counter = field(default_factory=Counter)
     citizens_seen: set[int] = field(default_factory=set)
     adoption: dict[str, bool] = field(default_factory=dict)
+    go_live: dict[str, str | None] = field(default_factory=dict)
     requests: int = 0
 
     def add(self, outcome: OrderOutcome) -> None:
@@ -53,9 +54,11 @@ class RunRecord:
         self.citizens_seen.add(visit.citizen)
 
     def finish(self, *, facilities: dict[str, Facility], emr_live: Callable[[str, date], bool],
-               requests: int) -> None:
+               go_live: Callable[[str], date | None], requests: int) -> None:
         end = self.scenario.period.end
-        self.adoption = {code: emr_live(code, end) for code in self.scenario.facilities if code in facilities}
+        codes = [code for code in self.scenario.facilities if code in facilities]
+        self.adoption = {code: emr_live(code, end) for code in codes}
+        self.go_live = {code: (d.isoformat() if (d := go_live(code)) else None) for code in codes}
         self.requests = requests
 
 
@@ -86,6 +89,8 @@ def summarise(record: RunRecord, tests: dict[str, LabTest]) -> dict:
         "turnaround_hours_saved": round(sum(tests[o.test].turnaround_hours.value for o in reused), 1),
         "counterfactual_no_hub": {"tests_performed": len(record.orders)},
         "emr_live_at_end": {"facilities": sum(record.adoption.values()), "of": len(record.adoption)},
+        "emr_go_live": dict(sorted(record.go_live.items())),
+        "doctor_accepts_reuse": record.scenario.doctor_accepts_reuse.value,
         "hub_requests": record.requests,
         "by_facility_test": _by_facility_test(record.orders),
     }
