@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 
 import httpx
 import orjson
@@ -32,6 +33,13 @@ def _free_port() -> int:
 
 @pytest.fixture
 def served(database_url: str) -> Iterator[str]:
+    with served_hub(database_url) as base:
+        yield base
+
+
+@contextmanager
+def served_hub(database_url: str) -> Iterator[str]:
+    """The hub served by uvicorn on 127.0.0.1 (a free port) for the duration of the block."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}/fhir"
     app = create_app(Settings(database_url=database_url, base_url=base))

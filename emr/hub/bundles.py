@@ -42,6 +42,7 @@ class Entry:
     if_none_exist: str | None
     if_match: str | None
     planned_id: str | None = None
+    existing: dict | None = None  # the match of a conditional create, found while planning
 
 
 def require_type(body: object, resource_type: str) -> None:
@@ -123,23 +124,25 @@ def _assign_ids(hub: Hub, conn: Connection, entries: list[Entry]) -> dict[str, s
     for entry in entries:
         if not entry.full_url or entry.method not in ("POST", "PUT"):
             continue
-        entry.planned_id = _planned_id(conn, entry)
+        entry.planned_id = _planned_id(hub, conn, entry)
         if entry.planned_id:
             mapping[entry.full_url] = f"{entry.resource_type}/{entry.planned_id}"
     return mapping
 
 
-def _planned_id(conn: Connection, entry: Entry) -> str | None:
+def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
     """The id the entry's resource will have: its match, the URL's id, or a new one."""
     if entry.method == "PUT" and entry.rid:
         return entry.rid
-    criteria = entry.if_none_exist if entry.method == "POST" else entry.query
-    if criteria:
-        pks = search.find_pks(conn, entry.resource_type, search.parse_criteria(criteria), limit=2)
-        if len(pks) == 1:
-            return conn.execute(select(R.c.id).where(R.c.pk == pks[0])).scalar_one()
+    if entry.method == "POST" and entry.if_none_exist:
+        entry.existing = hub.store.match(conn, entry.resource_type, entry.if_none_exist)
+        return entry.existing["id"] if entry.existing else str(uuid.uuid4())
     if entry.method == "POST":
         return str(uuid.uuid4())
+    if entry.query:
+        pks = search.find_pks(conn, entry.resource_type, search.parse_criteria(entry.query), limit=2)
+        if len(pks) == 1:
+            return conn.execute(select(R.c.id).where(R.c.pk == pks[0])).scalar_one()
     return entry.resource.get("id") if entry.resource else None
 
 
@@ -160,9 +163,12 @@ def _run(hub: Hub, conn: Connection, entry: Entry, *, now: datetime) -> dict:
     if entry.method == "GET":
         return _get(hub, conn, entry)
     require_type(entry.resource, entry.resource_type)
-    if entry.method == "POST":
-        written = store.create(conn, entry.resource, now=now, if_none_exist=entry.if_none_exist,
-                               new_id=entry.planned_id)
+    if entry.method == "POST" and entry.existing is not None:
+        written = Written(entry.existing, created=False, status=200)
+    elif entry.method == "POST" and entry.planned_id:
+        written = store.insert_new(conn, entry.resource, now=now, new_id=entry.planned_id)
+    elif entry.method == "POST":
+        written = store.create(conn, entry.resource, now=now, if_none_exist=entry.if_none_exist)
     elif entry.rid:
         written = store.update(conn, entry.resource_type, entry.rid, entry.resource, now=now, if_match=entry.if_match)
     else:

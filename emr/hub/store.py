@@ -67,14 +67,19 @@ class Store:
                if_none_exist: str | None = None, new_id: str | None = None) -> Written:
         rtype = _type_of(resource)
         if if_none_exist:
-            found = self._match_with_claim(conn, rtype, if_none_exist)
+            found = self.match(conn, rtype, if_none_exist)
             if found is not None:
                 return Written(found, created=False, status=200)
         resource = dict(resource)
         resource["id"] = new_id or str(uuid.uuid4())
         return self._insert(conn, resource, now=now)
 
-    def _match_with_claim(self, conn: Connection, rtype: str, criteria: str) -> dict | None:
+    def insert_new(self, conn: Connection, resource: dict, *, now: datetime, new_id: str) -> Written:
+        """Create without conditions (the caller has already matched and claimed)."""
+        return self._insert(conn, {**resource, "id": new_id}, now=now)
+
+    def match(self, conn: Connection, rtype: str, criteria: str) -> dict | None:
+        """The one resource matching conditional ``criteria``, claimed for this transaction, or None."""
         params = search.parse_criteria(criteria)
         _claim(conn, rtype, search.criteria_key(params))
         pks = search.find_pks(conn, rtype, params, limit=2)

@@ -8,6 +8,7 @@ from rich.table import Table
 
 from emr.catalog import load_facilities
 from emr.config import Settings
+from emr.reports.labels import REASONS
 from emr.sim.runner import SimulationRequest, simulate
 from emr.sim.scenario import read_scenario, scenario_paths
 
@@ -29,24 +30,6 @@ LABELS = {
     "reason": ("Lý do", "Reason"),
     "count": ("Số lượng", "Count"),
     "running": ("Đang mô phỏng", "Simulating"),
-}
-REASONS = {
-    "no-emr": ("Nơi chỉ định chưa có bệnh án điện tử", "Ordering facility not on EMR"),
-    "hub-unavailable": ("Hệ thống điều phối không truy cập được", "Hub unavailable"),
-    "source-on-paper": ("Kết quả trước nằm trên giấy", "Earlier result on paper only"),
-    "not-yet-published": ("Kết quả trước chưa gửi lên", "Earlier result not yet published"),
-    "no-prior-result": ("Không có kết quả trước", "No prior result"),
-    "expired": ("Hết thời hạn giá trị", "Expired"),
-    "lab-not-recognised": ("Phòng xét nghiệm chưa được công nhận", "Lab level not recognised"),
-    "not-final": ("Kết quả chưa chính thức", "Result not final"),
-    "not-shareable": ("Xét nghiệm không được dùng lại", "Test not shareable"),
-    "negative-result": ("Kết quả âm tính (chỉ dùng lại dương tính)", "Negative result (positive only)"),
-    "identity-unverified": ("Danh tính chưa xác thực", "Identity unverified"),
-    "consent": ("Người bệnh từ chối chia sẻ", "Patient refused sharing"),
-    "override:clinical-change": ("Bác sĩ: lâm sàng thay đổi", "Doctor: clinical change"),
-    "override:result-not-trusted": ("Bác sĩ: không tin kết quả", "Doctor: result not trusted"),
-    "override:patient-request": ("Bác sĩ: người bệnh yêu cầu", "Doctor: patient request"),
-    "override:needs-own-baseline": ("Bác sĩ: cần kết quả tại chỗ", "Doctor: needs own baseline"),
 }
 
 
@@ -87,7 +70,8 @@ def print_summary(summary: dict, *, console: Console, lang: str) -> None:
 
 def print_scenarios(settings: Settings, *, console: Console) -> None:
     table = Table(title="Scenarios")
-    for column in ("name", "version", "period", "patients", "title"):
+    table.add_column("name", no_wrap=True)
+    for column in ("version", "period", "patients", "title"):
         table.add_column(column)
     for name, path in scenario_paths(settings.scenarios_dir).items():
         scenario, problems = read_scenario(path)
@@ -101,8 +85,10 @@ def print_scenarios(settings: Settings, *, console: Console) -> None:
 
 def print_hospitals(settings: Settings, *, console: Console) -> None:
     table = Table(title="Facilities (hospitals/)")
-    for column in ("code", "name", "kind", "province", "lab level", "ISO 15189", "EMR go-live"):
+    table.add_column("code", no_wrap=True)
+    for column in ("name", "kind", "province", "lab level", "ISO 15189"):
         table.add_column(column)
+    table.add_column("EMR go-live", no_wrap=True)
     for code, f in sorted(load_facilities(settings.hospitals_dir).items()):
         go_live = str(f.emr.go_live.value) if f.emr.go_live and f.emr.go_live.value else "—"
         table.add_row(code + ("*" if f.code_illustrative else ""), f.name_vi, f.kind,

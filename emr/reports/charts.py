@@ -1,0 +1,117 @@
+"""Charts as inline SVG, drawn with matplotlib, for a page that must work offline.
+
+Each chart comes back as an ``<svg>`` element ready to paste into HTML: text is drawn
+as glyph paths (no font needed), the XML prolog, DOCTYPE, metadata, comments and
+namespace URLs are dropped (the HTML parser puts inline SVG in the SVG namespace
+itself), and every id is prefixed with the chart's name so several charts can share
+a page. The hash salt is fixed and the date left out, so the same data gives the
+same bytes. The functions know nothing of the report: they take labelled series.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from datetime import date
+
+PALETTE = ("#1b5e9e", "#d9822b", "#2e8b57", "#7a7a7a", "#b03a2e")
+_RC = {"svg.hashsalt": "emr-report", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 10,
+       "axes.spines.top": False, "axes.spines.right": False}
+
+
+@dataclass(frozen=True)
+class Series:
+    """One line: its label, its points, and how it is drawn."""
+
+    label: str
+    days: tuple[date, ...]
+    values: tuple[float, ...]
+    color: str
+    dashed: bool = False
+    markers: bool = False
+    width: float = 2.0
+
+
+@dataclass(frozen=True)
+class Marker:
+    """A dated vertical line with a label (a deadline, a projection)."""
+
+    day: date
+    label: str
+    color: str
+    style: str = "--"
+
+
+def bar_chart(*, name: str, labels: list[str], values: list[int], title: str) -> str:
+    """Horizontal bars, first label on top, each bar labelled with its value."""
+    figure = _figure(width=9.0, height=0.42 * max(len(labels), 1) + 1.1)
+    axes = figure.add_subplot()
+    positions = list(range(len(labels)))[::-1]
+    axes.barh(positions, values, color=PALETTE[0], height=0.6)
+    axes.set_yticks(positions, labels)
+    for position, value in zip(positions, values, strict=True):
+        axes.annotate(f"{value:,}", (value, position), xytext=(4, 0), textcoords="offset points", va="center")
+    axes.set_xlim(0, max(values, default=1) * 1.12 or 1)
+    axes.xaxis.set_visible(False)
+    axes.spines["bottom"].set_visible(False)
+    axes.set_title(title, loc="left")
+    return _svg(figure, name=name, title=title)
+
+
+def line_chart(*, name: str, series: list[Series], markers: list[Marker], title: str, y_label: str,
+               span: tuple[date, date]) -> str:
+    """Shares (0–1) over time as percentages, with dated markers, between ``span``."""
+    from matplotlib.dates import DateFormatter, MonthLocator
+    from matplotlib.ticker import PercentFormatter
+
+    figure = _figure(width=9.5, height=4.8)
+    axes = figure.add_subplot()
+    for line in series:
+        axes.plot(line.days, line.values, label=line.label, color=line.color, linewidth=line.width,
+                  linestyle="--" if line.dashed else "-", marker="o" if line.markers else None, markersize=4)
+    for index, marker in enumerate(markers):
+        axes.axvline(marker.day, color=marker.color, linestyle=marker.style, linewidth=1.2)
+        axes.annotate(marker.label, (marker.day, 1.0), xytext=(-4, -12 - 13 * (index % 2)), textcoords="offset points",
+                      ha="right", fontsize=8.5, color=marker.color)
+    axes.set_xlim(*span)
+    axes.set_ylim(0, 1.05)
+    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+    axes.xaxis.set_major_locator(MonthLocator(bymonth=(1, 4, 7, 10)))
+    axes.xaxis.set_major_formatter(DateFormatter("%m/%Y"))
+    axes.grid(axis="y", color="#dddddd", linewidth=0.8)
+    axes.set_ylabel(y_label)
+    axes.set_title(title, loc="left")
+    axes.legend(loc="upper left", fontsize=8.5, frameon=False, bbox_to_anchor=(0, -0.1), ncols=2)
+    return _svg(figure, name=name, title=title)
+
+
+def _figure(*, width: float, height: float):
+    from matplotlib.figure import Figure
+
+    import matplotlib
+
+    with matplotlib.rc_context(_RC):
+        return Figure(figsize=(width, height), layout="constrained")
+
+
+def _svg(figure, *, name: str, title: str) -> str:
+    import matplotlib
+
+    buffer = io.StringIO()
+    with matplotlib.rc_context(_RC):
+        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    return _inline(buffer.getvalue(), name=name, title=title)
+
+
+def _inline(svg: str, *, name: str, title: str) -> str:
+    """The ``<svg>`` element alone, without URLs, with ids unique to ``name``."""
+    svg = svg[svg.index("<svg"):]
+    svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
+    svg = re.sub(r'\sid="([^"]+)"', rf' id="{name}-\1"', svg)
+    svg = svg.replace('href="#', f'href="#{name}-').replace("url(#", f"url(#{name}-")
+    svg = re.sub(r'<svg\s+width="[^"]*"\s+height="[^"]*"', '<svg class="chart"', svg, count=1)
+    escaped = title.replace("&", "&amp;").replace('"', "&quot;").replace("<", "&lt;")
+    return svg.replace("<svg ", f'<svg role="img" aria-label="{escaped}" ', 1).strip()
