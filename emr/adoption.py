@@ -108,6 +108,12 @@ def month_ends(start: date, end: date) -> list[tuple[str, date]]:
     return months
 
 
+def last_day(month: str) -> date:
+    """The last day of a ``YYYY-MM`` month."""
+    year, number = (int(part) for part in month.split("-"))
+    return date(year, number, calendar.monthrange(year, number)[1])
+
+
 def is_live(go_live: date | None, *, on: date) -> bool:
     return go_live is not None and go_live <= on
 

@@ -153,7 +153,8 @@ def _read_orders(path: Path) -> list[OrderOutcome]:
                 raise ValueError("order time without a time zone")
             orders.append(OrderOutcome(**row))
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as error:
-            raise DataFileError(f"{path} line {number}: not an order outcome ({' '.join(str(error).split())})") from error
+            detail = " ".join(str(error).split())
+            raise DataFileError(f"{path} line {number}: not an order outcome ({detail})") from error
     return orders
 
 

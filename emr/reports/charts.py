@@ -3,9 +3,10 @@
 Each chart comes back as an ``<svg>`` element ready to paste into HTML: text is drawn
 as glyph paths (no font needed), the XML prolog, DOCTYPE, metadata, comments and
 namespace URLs are dropped (the HTML parser puts inline SVG in the SVG namespace
-itself), and every id is prefixed with the chart's name so several charts can share
-a page. The hash salt is fixed and the date left out, so the same data gives the
-same bytes. The functions know nothing of the report: they take labelled series.
+itself), the global stylesheet moves to the page (``CHART_CSS``), and every id is
+prefixed with the chart's name so several charts can share a page. The hash salt
+is fixed and the date left out, so the same data gives the same bytes. The functions
+know nothing of the report: they take labelled series.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from dataclasses import dataclass
 from datetime import date
 
 PALETTE = ("#1b5e9e", "#d9822b", "#2e8b57", "#7a7a7a", "#b03a2e")
+CHART_CSS = "svg.chart *{stroke-linejoin:round;stroke-linecap:butt}"
 _RC = {"svg.hashsalt": "emr-report", "svg.fonttype": "path", "font.family": "DejaVu Sans", "font.size": 10,
        "axes.spines.top": False, "axes.spines.right": False}
 
@@ -44,19 +46,21 @@ class Marker:
 
 
 def bar_chart(*, name: str, labels: list[str], values: list[int], title: str) -> str:
-    """Horizontal bars, first label on top, each bar labelled with its value."""
-    figure = _figure(width=9.0, height=0.42 * max(len(labels), 1) + 1.1)
-    axes = figure.add_subplot()
-    positions = list(range(len(labels)))[::-1]
-    axes.barh(positions, values, color=PALETTE[0], height=0.6)
-    axes.set_yticks(positions, labels)
-    for position, value in zip(positions, values, strict=True):
-        axes.annotate(f"{value:,}", (value, position), xytext=(4, 0), textcoords="offset points", va="center")
-    axes.set_xlim(0, max(values, default=1) * 1.12 or 1)
-    axes.xaxis.set_visible(False)
-    axes.spines["bottom"].set_visible(False)
-    axes.set_title(title, loc="left")
-    return _svg(figure, name=name, title=title)
+    """Horizontal bars, first label on top, each bar labelled with its value (``title``
+    is the chart's accessible name; the page shows its own heading)."""
+    with _style():
+        figure = _figure(width=9.0, height=0.3 * max(len(labels), 1) + 0.4)
+        axes = figure.add_subplot()
+        positions = list(range(len(labels)))[::-1]
+        axes.barh(positions, values, color=PALETTE[0], height=0.65)
+        axes.set_yticks(positions, labels)
+        for position, value in zip(positions, values, strict=True):
+            axes.annotate(f"{value:,}", (value, position), xytext=(4, 0), textcoords="offset points", va="center")
+        axes.set_xlim(0, max(values, default=1) * 1.1 or 1)
+        axes.xaxis.set_visible(False)
+        axes.spines["bottom"].set_visible(False)
+        axes.tick_params(axis="y", length=0)
+        return _svg(figure, name=name, title=title)
 
 
 def line_chart(*, name: str, series: list[Series], markers: list[Marker], title: str, y_label: str,
@@ -65,42 +69,43 @@ def line_chart(*, name: str, series: list[Series], markers: list[Marker], title:
     from matplotlib.dates import DateFormatter, MonthLocator
     from matplotlib.ticker import PercentFormatter
 
-    figure = _figure(width=9.5, height=4.8)
-    axes = figure.add_subplot()
-    for line in series:
-        axes.plot(line.days, line.values, label=line.label, color=line.color, linewidth=line.width,
-                  linestyle="--" if line.dashed else "-", marker="o" if line.markers else None, markersize=4)
-    for index, marker in enumerate(markers):
-        axes.axvline(marker.day, color=marker.color, linestyle=marker.style, linewidth=1.2)
-        axes.annotate(marker.label, (marker.day, 1.0), xytext=(-4, -12 - 13 * (index % 2)), textcoords="offset points",
-                      ha="right", fontsize=8.5, color=marker.color)
-    axes.set_xlim(*span)
-    axes.set_ylim(0, 1.05)
-    axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
-    axes.xaxis.set_major_locator(MonthLocator(bymonth=(1, 4, 7, 10)))
-    axes.xaxis.set_major_formatter(DateFormatter("%m/%Y"))
-    axes.grid(axis="y", color="#dddddd", linewidth=0.8)
-    axes.set_ylabel(y_label)
-    axes.set_title(title, loc="left")
-    axes.legend(loc="upper left", fontsize=8.5, frameon=False, bbox_to_anchor=(0, -0.1), ncols=2)
-    return _svg(figure, name=name, title=title)
+    with _style():
+        figure = _figure(width=9.5, height=4.6)
+        axes = figure.add_subplot()
+        for line in series:
+            axes.plot(line.days, line.values, label=line.label, color=line.color, linewidth=line.width,
+                      linestyle="--" if line.dashed else "-", marker="o" if line.markers else None, markersize=4)
+        for marker in markers:
+            axes.axvline(marker.day, color=marker.color, linestyle=marker.style, linewidth=1.2)
+            axes.annotate(marker.label, (marker.day, 0.02), xytext=(-4, 0), textcoords="offset points",
+                          rotation=90, ha="right", va="bottom", fontsize=8.5, color=marker.color,
+                          bbox={"facecolor": "white", "edgecolor": "none", "pad": 1.0, "alpha": 0.85})
+        axes.set_xlim(*span)
+        axes.set_ylim(0, 1.04)
+        axes.yaxis.set_major_formatter(PercentFormatter(1.0, decimals=0))
+        axes.xaxis.set_major_locator(MonthLocator(bymonth=(1, 4, 7, 10)))
+        axes.xaxis.set_major_formatter(DateFormatter("%m/%Y"))
+        axes.grid(axis="y", color="#dddddd", linewidth=0.8)
+        axes.set_ylabel(y_label)
+        axes.legend(loc="upper left", fontsize=8.5, frameon=False, bbox_to_anchor=(0, -0.08), ncols=3)
+        return _svg(figure, name=name, title=title)
+
+
+def _style():
+    import matplotlib
+
+    return matplotlib.rc_context(_RC)
 
 
 def _figure(*, width: float, height: float):
     from matplotlib.figure import Figure
 
-    import matplotlib
-
-    with matplotlib.rc_context(_RC):
-        return Figure(figsize=(width, height), layout="constrained")
+    return Figure(figsize=(width, height), layout="constrained")
 
 
 def _svg(figure, *, name: str, title: str) -> str:
-    import matplotlib
-
     buffer = io.StringIO()
-    with matplotlib.rc_context(_RC):
-        figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
+    figure.savefig(buffer, format="svg", metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     return _inline(buffer.getvalue(), name=name, title=title)
 
 
@@ -109,6 +114,7 @@ def _inline(svg: str, *, name: str, title: str) -> str:
     svg = svg[svg.index("<svg"):]
     svg = re.sub(r"<metadata>.*?</metadata>\s*", "", svg, flags=re.DOTALL)
     svg = re.sub(r"<!--.*?-->\s*", "", svg, flags=re.DOTALL)
+    svg = re.sub(r"<style[^>]*>.*?</style>\s*", "", svg, flags=re.DOTALL)  # the page styles charts
     svg = re.sub(r'\s+xmlns(:\w+)?="[^"]*"', "", svg)
     svg = re.sub(r'\sid="([^"]+)"', rf' id="{name}-\1"', svg)
     svg = svg.replace('href="#', f'href="#{name}-').replace("url(#", f"url(#{name}-")

@@ -219,3 +219,16 @@ DEFINITIONS = {
     "month": ("Tháng của thời điểm chỉ định theo giờ Việt Nam (UTC+7).", "Month of the order time in Vietnam time "
               "(UTC+7)."),
 }
+
+# The name of each definition, as the page shows it.
+TERMS = {
+    "avoided": ("Xét nghiệm tránh được", "Tests avoided"),
+    "savings": ("Chi phí, lấy máu, chiếu xạ, giờ chờ", "Cost, blood draws, radiation, turnaround"),
+    "repeats": ("Xét nghiệm lặp lại", "Repeats"),
+    "what_if": ("Ước tính nếu chính sách thay đổi", "What-if estimates"),
+    "adoption": ("Triển khai bệnh án điện tử", "EMR adoption"),
+    "results_electronic": ("Kết quả có trên hệ thống điều phối", "Results available at the hub"),
+    "referrals": ("Chuyển tuyến xem được kết quả trước", "Referrals with an earlier result visible"),
+    "projection": ("Dự báo đạt 100%", "Projection to 100%"),
+    "month": ("Tháng", "Month"),
+}

@@ -13,6 +13,7 @@ a file or a clock: the caller passes the orders and the catalogue.
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -55,14 +56,17 @@ class Tally:
 @dataclass(frozen=True)
 class WhatIf:
     """How many more tests a change would have avoided: the repeats it removes, times the
-    share of offered results doctors accept, rounded to a whole test."""
+    share of offered results doctors accept, rounded half up to a whole test.
+
+    An estimate, not a re-simulation: it assumes the removed obstacle was the only one
+    (the result was otherwise reusable) and that doctors accept as often as in the run."""
 
     repeats: int
     doctor_accepts_reuse: float
 
     @property
     def more_avoided(self) -> int:
-        return round(self.repeats * self.doctor_accepts_reuse)
+        return math.floor(self.repeats * self.doctor_accepts_reuse + 0.5)
 
 
 def month_of(at: datetime) -> str:
@@ -90,7 +94,7 @@ def tally(orders: Iterable[OrderOutcome], *, tests: Mapping[str, LabTest]) -> Ta
         vnd_saved=sum(tests[o.test].price_vnd.value for o in avoided),
         blood_draws_avoided=len({visit_of(o) for o in avoided if tests[o.test].blood_draw}),
         radiation_exposures_avoided=sum(1 for o in avoided if tests[o.test].radiation),
-        turnaround_hours_saved=round(sum(tests[o.test].turnaround_hours.value for o in avoided), 1),
+        turnaround_hours_saved=round(float(sum(tests[o.test].turnaround_hours.value for o in avoided)), 1),
     )
 
 
