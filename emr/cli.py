@@ -14,10 +14,11 @@ from rich.console import Console
 
 from emr.config import Settings
 from emr.errors import EmrError, InvalidInput
+from emr.reports import FORMATS as REPORT_FORMATS
 
 app = typer.Typer(help="Vietnam EMR interoperability simulator: coordination hub, result reuse, referral scenarios.",
                   no_args_is_help=True, add_completion=False)
-err = Console(stderr=True)
+err = Console(stderr=True, soft_wrap=True)  # an error stays one line, however long
 out_console = Console()
 
 
@@ -72,7 +73,20 @@ def simulate(
     except EmrError as error:
         _fail(error)
     print_summary(summary, console=out_console, lang=_lang(lang))
-    out_console.print(f"[dim]{request.out}/summary.json, {request.out}/orders.ndjson[/]")
+    written = _write_reports(request.out, ",".join(sorted(REPORT_FORMATS)), lang)
+    out_console.print(f"[dim]{request.out}/summary.json, {request.out}/orders.ndjson, "
+                      f"{len(written)} report files ({request.out}/report.html)[/]")
+
+
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="Run directory written by `emr simulate` (holds summary.json and orders.ndjson)")],
+    format: Annotated[str, typer.Option("--format", help="Comma-separated: html, csv, json, fhir")] = "html,csv,json,fhir",
+    lang: Annotated[str, typer.Option(help="Language of report.html and of the FHIR resources' text: vi or en")] = "vi",
+) -> None:
+    """Write the reports of a run: avoided tests, why the rest were repeated, EMR adoption."""
+    for path in _write_reports(run_dir, format, lang):
+        out_console.print(str(path), highlight=False)
 
 
 @app.command()
@@ -109,6 +123,16 @@ def validate() -> None:
         err.print(f"[bold red]{len(problems)} problems[/]")
         raise typer.Exit(1)
     out_console.print("[green]✓[/] every data file is valid")
+
+
+def _write_reports(run_dir: Path, formats: str, lang: str) -> list[Path]:
+    from emr.reports import write_reports
+
+    chosen = {part.strip() for part in formats.split(",") if part.strip()}
+    try:
+        return write_reports(run_dir, formats=chosen, lang=_lang(lang), settings=Settings())
+    except EmrError as error:
+        _fail(error)
 
 
 def _lang(value: str) -> str:

@@ -24,11 +24,22 @@ def validate_all(settings: Settings) -> list[Problem]:
         problems += error.problems
         provinces = None
     problems += validate_data(hospitals_dir=settings.hospitals_dir, tests_path=tests_path, provinces=provinces)
-    try:
-        load_population_tables(settings.data_dir / "population.yaml")
-    except DataFileError as error:
-        problems += error.problems
+    for load in (_population, _national_adoption):
+        try:
+            load(settings)
+        except DataFileError as error:
+            problems += error.problems or [Problem(str(error), "data")]
     return problems + _scenario_problems(settings)
+
+
+def _population(settings: Settings) -> None:
+    load_population_tables(settings.data_dir / "population.yaml")
+
+
+def _national_adoption(settings: Settings) -> None:
+    from emr.reports import load_reference
+
+    load_reference(settings)
 
 
 def _scenario_problems(settings: Settings) -> list[Problem]:

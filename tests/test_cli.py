@@ -83,3 +83,25 @@ def test_quickstart_has_exactly_two_commands():
     commands = [line for line in block.splitlines() if line.strip() and not line.startswith("#")]
     assert len(commands) == 2
     assert Path(PROJECT_ROOT / commands[1].split()[0]).exists()
+
+
+def test_simulate_writes_the_reports_and_report_rewrites_them_in_english(tmp_path):
+    run_dir = tmp_path / "run"
+    result = runner.invoke(app, ["simulate", "bac-ninh-thai-nguyen-to-bach-mai", "--patients", "20", "--out", str(run_dir)])
+    assert result.exit_code == 0, result.output
+    for name in ("report.html", "report.json", "measure-report-bundle.json", "repeats_by_reason.csv"):
+        assert (run_dir / name).is_file(), name
+    assert 'lang="vi"' in (run_dir / "report.html").read_text(encoding="utf-8")
+    again = runner.invoke(app, ["report", str(run_dir), "--format", "html", "--lang", "en"])
+    assert again.exit_code == 0, again.output
+    assert 'lang="en"' in (run_dir / "report.html").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("args, message", [
+    (["report", "no-such-run"], "does not exist"),
+    (["report", ".", "--format", "pdf"], "unknown report format pdf"),
+])
+def test_report_rejects_bad_input_in_one_line(args, message):
+    result = runner.invoke(app, args)
+    assert result.exit_code == 2
+    assert message in result.output and len(result.output.strip().splitlines()) == 1
