@@ -5,56 +5,25 @@ These tests serve the hub with uvicorn on 127.0.0.1 and talk to it over real HTT
 
 from __future__ import annotations
 
-import socket
 import threading
-import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 
 import httpx
 import orjson
 import pytest
-import uvicorn
 
-from emr.config import Settings
 from emr.fhir.builders import lab_observation, patient
-from emr.hub.app import create_app
 from emr.identity import NATIONAL_ID_SYSTEM, mrn_system
+from tests.serving import served_hub
 
 NID = "001185004321"  # Hà Nội, female, 1985
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def served(database_url: str) -> Iterator[str]:
     with served_hub(database_url) as base:
         yield base
-
-
-@contextmanager
-def served_hub(database_url: str) -> Iterator[str]:
-    """The hub served by uvicorn on 127.0.0.1 (a free port) for the duration of the block."""
-    port = _free_port()
-    base = f"http://127.0.0.1:{port}/fhir"
-    app = create_app(Settings(database_url=database_url, base_url=base))
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.05)
-    yield base
-    server.should_exit = True
-    thread.join(timeout=10)
-    app.state.hub.engine.dispose()
 
 
 def test_twenty_concurrent_conditional_creates_make_one_patient(served: str):
