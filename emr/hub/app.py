@@ -23,7 +23,7 @@ from emr.hub.db import create_schema, make_engine, write_transaction
 from emr.hub.http import Hub, error_response, outcome_response
 from emr.hub.linking import PatientLinker
 from emr.hub.ordering import Catalogue
-from emr.hub.routes import cds, fhir, operations
+from emr.hub.routes import cds, dashboard, fhir, operations
 from emr.hub.store import Store
 from emr.hub.verification import IdentityRegistry, IdentityVerifier
 
@@ -72,6 +72,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock
     app.include_router(operations.router)  # before the generic /{type}/{id} routes
     app.include_router(fhir.router)
     app.include_router(cds.router)
+    app.include_router(dashboard.router)
     return app
 
 

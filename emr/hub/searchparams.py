@@ -116,6 +116,9 @@ REGISTRY: dict[str, tuple[SearchParam, ...]] = {
         _p("identified", "date", "identifiedDateTime"),
         _p("implicated", "reference", "implicated", targets=("Observation", "ServiceRequest")),
         _p("author", "reference", "author", targets=_ORG + ("Practitioner",)),
+        _p("mitigation", "token", "mitigation.action",
+           doc="What was done about the issue (mitigation.action): for a reuse decision, reused or repeated "
+               "and the doctor's override reason; not a standard FHIR parameter"),
     ),
 }
 

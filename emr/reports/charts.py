@@ -45,11 +45,11 @@ class Marker:
     style: str = "--"
 
 
-def bar_chart(*, name: str, labels: list[str], values: list[int], title: str) -> str:
+def bar_chart(*, name: str, labels: list[str], values: list[int], title: str, width: float = 9.0) -> str:
     """Horizontal bars, first label on top, each bar labelled with its value (``title``
     is the chart's accessible name; the page shows its own heading)."""
     with _style():
-        figure = _figure(width=9.0, height=0.3 * max(len(labels), 1) + 0.4)
+        figure = _figure(width=width, height=0.3 * max(len(labels), 1) + 0.4)
         axes = figure.add_subplot()
         positions = list(range(len(labels)))[::-1]
         axes.barh(positions, values, color=PALETTE[0], height=0.65)
