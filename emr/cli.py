@@ -51,6 +51,37 @@ def serve(
     uvicorn.run(application, host=host, port=port, log_level="warning")
 
 
+@app.command("import")
+def import_(
+    files: Annotated[list[Path], typer.Argument(help="FHIR bulk NDJSON files: one resource per line, each with its source id")],
+    source: Annotated[str, typer.Option(help="Facility code of the system the files come from, e.g. 27001")],
+    db: Annotated[str | None, typer.Option(help="Database URL (default: EMR_DATABASE_URL or sqlite:///emr-hub.db)")] = None,
+    workers: Annotated[int, typer.Option(help="Processes that check lines in parallel", min=1)] = 2,
+) -> None:
+    """Backfill a facility's history from FHIR bulk NDJSON: every line checked first, then all or nothing."""
+    import time
+
+    from emr.hub.app import build_hub
+    from emr.hub.bulk import import_files
+
+    settings = Settings()
+    if db:
+        settings = settings.model_copy(update={"database_url": db})
+    started = time.perf_counter()
+    try:
+        hub = build_hub(settings)
+        try:
+            result = import_files(hub, files, source=source, workers=workers)
+        finally:
+            hub.engine.dispose()
+    except EmrError as error:
+        _fail(error)
+    seconds = time.perf_counter() - started
+    kinds = ", ".join(f"{n} {t}" for t, n in sorted(result.types.items()))
+    out_console.print(f"{result.lines} resources from {source} ({kinds}): {result.created} new, "
+                      f"{result.updated} changed, {result.unchanged} already stored; {seconds:.1f} s", highlight=False)
+
+
 @app.command()
 def simulate(
     scenario: Annotated[str, typer.Argument(help="Scenario name (see `emr scenarios`) or path to a YAML file")] = "national-pilot-2025",

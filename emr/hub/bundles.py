@@ -107,7 +107,7 @@ def _transaction(hub: Hub, entries: list[Entry]) -> dict:
         mapping = _assign_ids(hub, conn, entries)
         for entry in entries:
             if entry.resource is not None:
-                entry.resource = _rewrite(entry.resource, mapping)
+                entry.resource = rewrite_references(entry.resource, mapping)
         for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
             try:
                 responses[entry.index] = _run(hub, conn, entry, now=now)
@@ -146,12 +146,13 @@ def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
     return entry.resource.get("id") if entry.resource else None
 
 
-def _rewrite(node: object, mapping: dict[str, str]) -> object:
+def rewrite_references(node: object, mapping: dict[str, str]) -> object:
+    """A copy of ``node`` with every ``reference`` found in ``mapping`` replaced (Bundles and bulk import)."""
     if isinstance(node, dict):
-        return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else _rewrite(v, mapping))
+        return {k: (mapping.get(v, v) if k == "reference" and isinstance(v, str) else rewrite_references(v, mapping))
                 for k, v in node.items()}
     if isinstance(node, list):
-        return [_rewrite(item, mapping) for item in node]
+        return [rewrite_references(item, mapping) for item in node]
     return node
 
 

@@ -49,7 +49,7 @@ class PatientLinker:
         patient_id = patient["id"]
         national_ids = set(national_ids_of(patient)) | self._previously_linked(conn, patient_id)
         for national_id in sorted(national_ids):
-            self._relink(conn, national_id, now=now)
+            self.relink(conn, national_id, now=now)
 
     def _previously_linked(self, conn: Connection, patient_id: str) -> set[str]:
         persons = select(RF.c.resource_pk).where(
@@ -59,14 +59,25 @@ class PatientLinker:
                                       TK.c.system == NATIONAL_ID_SYSTEM)
         return set(conn.execute(ids).scalars())
 
-    def _relink(self, conn: Connection, national_id: str, *, now: datetime) -> None:
+    def relink(self, conn: Connection, national_id: str, *, now: datetime) -> None:
+        """Rebuild the Person of one national ID from every Patient that carries it now."""
         person_id = _lock_person(conn, national_id)
-        patients = _patients_with(conn, national_id)
-        reasons = review_reasons(national_id, patients)
+        person, row = linked_person(person_id, national_id, _patients_with(conn, national_id))
         conn.execute(update(P).where(P.c.national_id == national_id).values(
-            needs_review=bool(reasons), review_reasons="\n".join(reasons)))
-        person = person_resource(person_id, national_id, patients, reasons)
+            needs_review=row["needs_review"], review_reasons=row["review_reasons"]))
         self.store.update(conn, "Person", person_id, person, now=now)
+
+
+def linked_person(person_id: str, national_id: str, patients: list[dict]) -> tuple[dict, dict]:
+    """The Person resource and the ``person`` table row for every Patient with one national ID.
+
+    ``patients`` in the order they were stored. The write hook and the bulk import both
+    build the Person here.
+    """
+    reasons = review_reasons(national_id, patients)
+    row = {"national_id": national_id, "person_id": person_id, "needs_review": bool(reasons),
+           "review_reasons": "\n".join(reasons)}
+    return person_resource(person_id, national_id, patients, reasons), row
 
 
 def national_ids_of(patient: dict) -> list[str]:

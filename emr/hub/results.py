@@ -1,8 +1,10 @@
 """The hub's result facts: kept in step with Observations, read by the order-time check.
 
-``ObservationFacts`` is the Observation write hook that records, for every LOINC
+``observation_facts`` is the Observation write hook that records, for every LOINC
 coding, who the result is about (national ID), when the specimen was collected,
-its status, the performing facility and whether it is positive. ``PatientFacts``
+its status, the performing facility and whether it is positive; ``fact_rows`` builds
+those rows for it and for the bulk import, which answers the lookups from caches
+instead of one query each. ``patient_facts``
 copies a Patient's national ID onto its results when the Patient is linked later.
 ``candidates`` answers "this person's newest results for these tests" with one
 query over ``ix_result_lookup``.
@@ -12,6 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+from typing import Protocol
 
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.engine import Connection
@@ -45,20 +48,53 @@ class FactRow:
     identity_ok: bool
 
 
+class FactLookups(Protocol):
+    """What building a result's facts needs to know beyond the Observation itself."""
+
+    def national_id(self, patient_id: str | None) -> str | None: ...
+    def facility_code(self, organization_id: str) -> str | None: ...
+    def trusted(self, patient_id: str | None) -> bool: ...
+
+
+@dataclass(frozen=True)
+class DatabaseLookups:
+    """Lookups answered by the database, one query each (the per-resource write path)."""
+
+    conn: Connection
+
+    def national_id(self, patient_id: str | None) -> str | None:
+        return _national_id(self.conn, patient_id)
+
+    def facility_code(self, organization_id: str) -> str | None:
+        return facility_code_of(self.conn, organization_id)
+
+    def trusted(self, patient_id: str | None) -> bool:
+        return patient_trusted(self.conn, patient_id)
+
+
+def fact_rows(pk: int, observation: dict, lookups: FactLookups) -> list[dict]:
+    """The ``result_fact`` rows of one Observation (none for a tombstone or an undated result).
+
+    The write hook and the bulk import both build their rows here.
+    """
+    if "status" not in observation:
+        return []  # a deletion tombstone: the facts are gone with the result
+    collected = _collected_ms(observation)
+    loincs = _loinc_codes(observation)
+    if collected is None or not loincs:
+        return []
+    patient_id = subject_patient_id(observation)
+    row = {"resource_pk": pk, "observation_id": observation["id"], "patient_id": patient_id or "",
+           "national_id": lookups.national_id(patient_id), "status": observation.get("status", ""),
+           "collected_ms": collected, "performer_code": performer_code(observation, lookups),
+           "positive": result_positive(observation), "identity_ok": lookups.trusted(patient_id)}
+    return [{**row, "loinc": code} for code in loincs]
+
+
 def observation_facts(conn: Connection, pk: int, observation: dict, _now: datetime) -> None:
     """Observation write hook: replace this Observation's facts."""
     conn.execute(delete(F).where(F.c.resource_pk == pk))
-    if "status" not in observation:
-        return  # a deletion tombstone: the facts are gone with the result
-    collected = _collected_ms(observation)
-    if collected is None:
-        return
-    patient_id = _patient_id(observation)
-    row = {"resource_pk": pk, "observation_id": observation["id"], "patient_id": patient_id or "",
-           "national_id": _national_id(conn, patient_id), "status": observation.get("status", ""),
-           "collected_ms": collected, "performer_code": _performer_code(conn, observation),
-           "positive": result_positive(observation), "identity_ok": patient_trusted(conn, patient_id)}
-    rows = [{**row, "loinc": code} for code in _loinc_codes(observation)]
+    rows = fact_rows(pk, observation, DatabaseLookups(conn))
     if rows:
         conn.execute(insert(F), rows)
 
@@ -107,7 +143,7 @@ def _loinc_codes(observation: dict) -> list[str]:
                    if c.get("system") == LOINC_SYSTEM and c.get("code")})
 
 
-def _patient_id(observation: dict) -> str | None:
+def subject_patient_id(observation: dict) -> str | None:
     ref = (observation.get("subject") or {}).get("reference") or ""
     parts = ref.split("/")
     return parts[-1] if len(parts) >= 2 and parts[-2] == "Patient" else None
@@ -121,18 +157,19 @@ def _national_id(conn: Connection, patient_id: str | None) -> str | None:
         TK.c.resource_pk == pk, TK.c.param == "identifier", TK.c.system == NATIONAL_ID_SYSTEM).limit(1)).scalar()
 
 
-def _performer_code(conn: Connection, observation: dict) -> str | None:
+def performer_code(observation: dict, lookups: FactLookups) -> str | None:
+    """The facility code of the first performer that names a facility."""
     for performer in observation.get("performer") or []:
         identifier = performer.get("identifier") or {}
         if identifier.get("system") == FACILITY_CODE_SYSTEM and identifier.get("value"):
             return identifier["value"]
         ref = performer.get("reference") or ""
         if ref.startswith("Organization/"):
-            return _facility_code_of(conn, ref.split("/")[-1])
+            return lookups.facility_code(ref.split("/")[-1])
     return None
 
 
-def _facility_code_of(conn: Connection, organization_id: str) -> str | None:
+def facility_code_of(conn: Connection, organization_id: str) -> str | None:
     pk = select(R.c.pk).where(R.c.resource_type == "Organization", R.c.id == organization_id).scalar_subquery()
     code = conn.execute(select(TK.c.code).where(
         TK.c.resource_pk == pk, TK.c.param == "identifier", TK.c.system == FACILITY_CODE_SYSTEM).limit(1)).scalar()

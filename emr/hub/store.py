@@ -90,7 +90,7 @@ class Store:
         return _content_by_pk(conn, pks[0]) if pks else None
 
     def _insert(self, conn: Connection, resource: dict, *, now: datetime) -> Written:
-        _stamp(resource, version=1, now=now)
+        stamp(resource, version=1, now=now)
         validate_resource(resource)
         content = _dump(resource)
         pk = conn.execute(insert(R).values(
@@ -162,7 +162,7 @@ class Store:
         return self.update(conn, rtype, current_id, {**resource, "id": current_id}, now=now)
 
     def _replace(self, conn: Connection, pk: int, resource: dict, *, version: int, now: datetime) -> Written:
-        _stamp(resource, version=version, now=now)
+        stamp(resource, version=version, now=now)
         validate_resource(resource)
         content = _dump(resource)
         conn.execute(update(R).where(R.c.pk == pk).values(
@@ -177,11 +177,11 @@ class Store:
         if current is None:
             return  # deleting what is not there succeeds (FHIR: 200/204 either way)
         pk, version = current
-        stamp = to_fhir_instant(now)
-        tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": stamp}}
+        instant = to_fhir_instant(now)
+        tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": instant}}
         conn.execute(update(R).where(R.c.pk == pk).values(
-            version_id=version + 1, last_updated=stamp, deleted=True, content=_dump(tombstone)))
-        conn.execute(insert(V).values(resource_pk=pk, version_id=version + 1, last_updated=stamp,
+            version_id=version + 1, last_updated=instant, deleted=True, content=_dump(tombstone)))
+        conn.execute(insert(V).values(resource_pk=pk, version_id=version + 1, last_updated=instant,
                                       method="DELETE", deleted=True, content=_dump(tombstone)))
         _drop_indexes(conn, pk)
         for hook in self.hooks.get(rtype, []):
@@ -217,7 +217,7 @@ def _check_body_matches_url(resource: dict, rtype: str, rid: str) -> None:
         raise InvalidInput(f"body id '{resource.get('id')}' must equal the id in the URL '{rid}'", location="id")
 
 
-def _stamp(resource: dict, *, version: int, now: datetime) -> None:
+def stamp(resource: dict, *, version: int, now: datetime) -> None:
     meta = dict(resource.get("meta") or {})
     meta["versionId"] = str(version)
     meta["lastUpdated"] = to_fhir_instant(now)
@@ -281,7 +281,16 @@ def _drop_indexes(conn: Connection, pk: int) -> None:
         conn.execute(delete(table.__table__).where(table.__table__.c.resource_pk == pk))
 
 
-def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
+LogicalResolver = Callable[[str, str, str], str | None]
+
+
+def index_rows(pk: int, resource: dict, resolve: LogicalResolver) -> dict[type, list[dict]]:
+    """Every index row of one resource, by index table.
+
+    ``resolve(target_type, system, value)`` turns a logical reference into the id of
+    the one resource carrying that identifier. The write path and the bulk import
+    both build their rows here.
+    """
     rtype = resource["resourceType"]
     found = extract(resource)
     base = {"resource_pk": pk, "resource_type": rtype}
@@ -289,16 +298,24 @@ def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
     refs = [{**base, "param": p, "target_type": t[:64], "target_id": i[:64]} for p, t, i in found.references]
     for param, target_type, system, value in found.logical_references:
         tokens.append({**base, "param": f"{param}:identifier", "system": system[:255], "code": value[:255]})
-        target_id = _resolve_logical(conn, target_type, system, value)
+        target_id = resolve(target_type, system, value)
         if target_id:
             refs.append({**base, "param": param, "target_type": target_type, "target_id": target_id})
-    _insert_many(conn, TokenIndex, tokens)
-    _insert_many(conn, StringIndex, [{**base, "param": p, "value": v, "raw": r} for p, v, r in found.strings])
-    _insert_many(conn, DateIndex, [{**base, "param": p, "low": i.low, "high": i.high} for p, i in found.dates])
-    _insert_many(conn, ReferenceIndex, refs)
+    return {
+        TokenIndex: tokens,
+        StringIndex: [{**base, "param": p, "value": v, "raw": r} for p, v, r in found.strings],
+        DateIndex: [{**base, "param": p, "low": i.low, "high": i.high} for p, i in found.dates],
+        ReferenceIndex: refs,
+    }
 
 
-def _resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
+def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
+    rows = index_rows(pk, resource, lambda t, s, v: resolve_logical(conn, t, s, v))
+    for table, table_rows in rows.items():
+        _insert_many(conn, table, table_rows)
+
+
+def resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
     """The id of the one resource that carries this identifier, if exactly one does."""
     T = TokenIndex.__table__
     query = (select(R.c.id).join(T, T.c.resource_pk == R.c.pk).where(

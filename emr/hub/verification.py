@@ -38,13 +38,21 @@ class IdentityVerifier:
 
     def __call__(self, conn: Connection, _pk: int, patient: dict, _now: datetime) -> None:
         conn.execute(delete(I).where(I.c.patient_id == patient["id"]))
+        row = self.identity_row(patient)
+        if row is None:
+            return
+        conn.execute(insert(I).values(row))
+        conn.execute(update(F).where(F.c.patient_id == patient["id"]).values(identity_ok=row["status"] in TRUSTED))
+
+    def identity_row(self, patient: dict) -> dict | None:
+        """The ``patient_identity`` row of a registration (None without a national ID);
+        the write hook and the bulk import both build it here."""
         ids = national_ids_of(patient)
         if not ids:
-            return
+            return None
         status = self.registry.verify_patient(patient) if self.registry else "not-checked"
-        conn.execute(insert(I).values(patient_id=patient["id"], national_id=ids[0],
-                                      facility_code=managing_facility(patient) or "", status=status))
-        conn.execute(update(F).where(F.c.patient_id == patient["id"]).values(identity_ok=status in TRUSTED))
+        return {"patient_id": patient["id"], "national_id": ids[0],
+                "facility_code": managing_facility(patient) or "", "status": status}
 
 
 def managing_facility(patient: dict) -> str | None:

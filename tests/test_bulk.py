@@ -1,0 +1,152 @@
+"""`emr import`: a facility's bulk NDJSON becomes searchable by national ID, all or nothing, once."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import orjson
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from emr.cli import app
+from emr.errors import InvalidInput
+from emr.fhir.builders import lab_observation, patient
+from emr.hub import bulk
+from emr.hub.db import PersonRow, ResourceRow, ResultFact
+from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
+
+HDR = {"Content-Type": "application/fhir+json"}
+HBA1C, GLUCOSE = "4548-4", "2345-7"
+T0 = datetime(2025, 9, 1, 1, 0, tzinfo=timezone.utc)
+NIDS = ("027085000101", "027085000102", "027085000103")
+
+
+def facility_lines(nids: tuple[str, ...] = NIDS) -> list[dict]:
+    """One Patient per national ID (source ids p0, p1, …) and two results each."""
+    lines: list[dict] = []
+    for n, nid in enumerate(nids):
+        body = patient(facility_code="27001", mrn=f"MRN-{n}", national_id=nid, family="Nguyễn", given="Văn An",
+                       gender="male", birth_date="1985-04-12")
+        lines.append({**body, "id": f"p{n}"})
+        for k, loinc in enumerate((HBA1C, GLUCOSE)):
+            obs = lab_observation(patient_ref=f"Patient/p{n}", facility_code="27001", loinc=loinc, display=loinc,
+                                  collected=(T0 + timedelta(hours=k)).isoformat())
+            lines.append({**obs, "id": f"o{n}-{k}"})
+    return lines
+
+
+def write_ndjson(path: Path, lines: list[dict | str]) -> Path:
+    path.write_bytes(b"".join((ln.encode() if isinstance(ln, str) else orjson.dumps(ln)) + b"\n" for ln in lines))
+    return path
+
+
+def count(hub, table, **where) -> int:
+    t = table.__table__
+    query = select(func.count()).select_from(t)
+    for column, value in where.items():
+        query = query.where(t.c[column] == value)
+    with hub.engine.connect() as conn:
+        return conn.execute(query).scalar_one()
+
+
+def test_imported_results_are_searchable_by_national_id(client, tmp_path):
+    hub = client.app.state.hub
+    result = bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines())], source="27001")
+    assert (result.created, result.types) == (9, {"Patient": 3, "Observation": 6})
+    found = client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[1]}").json()
+    assert found["total"] == 2
+    subject = found["entry"][0]["resource"]["subject"]["reference"]
+    assert subject == f"Patient/{bulk.hub_id('27001', 'Patient', 'p1')}"
+    person = client.get(f"/fhir/Person?identifier={NATIONAL_ID_SYSTEM}|{NIDS[1]}").json()
+    assert [link["target"]["reference"] for link in person["entry"][0]["resource"]["link"]] == [subject]
+    assert client.get("/fhir/Observation?performer=Organization/27001").json()["total"] == 6
+
+
+def test_check_reuse_sees_imported_results(client, tmp_path):
+    hub = client.app.state.hub
+    bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines())], source="27001")
+    params = [{"name": "patient", "valueIdentifier": {"system": NATIONAL_ID_SYSTEM, "value": NIDS[0]}},
+              {"name": "facility", "valueIdentifier": {"system": FACILITY_CODE_SYSTEM, "value": "01001"}},
+              {"name": "at", "valueDateTime": (T0 + timedelta(days=10)).isoformat()},
+              {"name": "code", "valueCoding": {"system": "http://loinc.org", "code": HBA1C}}]
+    r = client.post("/fhir/$check-reuse", content=orjson.dumps({"resourceType": "Parameters", "parameter": params}),
+                    headers=HDR)
+    parts = {p["name"]: p for p in r.json()["parameter"][0]["part"]}
+    assert parts["decision"]["valueCode"] == "reuse"
+    assert parts["observation"]["valueReference"]["reference"] == f"Observation/{bulk.hub_id('27001', 'Observation', 'o0-0')}"
+
+
+def test_importing_twice_stores_once_and_a_change_is_a_new_version(client, tmp_path):
+    hub = client.app.state.hub
+    lines = facility_lines()
+    path = write_ndjson(tmp_path / "f.ndjson", lines)
+    bulk.import_files(hub, [path], source="27001")
+    before = (count(hub, ResourceRow), count(hub, ResultFact), count(hub, PersonRow))
+    again = bulk.import_files(hub, [path], source="27001")
+    assert (again.created, again.updated, again.unchanged) == (0, 0, 9)
+    assert (count(hub, ResourceRow), count(hub, ResultFact), count(hub, PersonRow)) == before
+    lines[1] = {**lines[1], "status": "amended"}
+    changed = bulk.import_files(hub, [write_ndjson(path, lines)], source="27001")
+    assert (changed.created, changed.updated, changed.unchanged) == (0, 1, 8)
+    obs = client.get(f"/fhir/Observation/{bulk.hub_id('27001', 'Observation', 'o0-0')}").json()
+    assert (obs["status"], obs["meta"]["versionId"]) == ("amended", "2")
+
+
+def test_a_later_import_refers_to_patients_an_earlier_one_stored(client, tmp_path):
+    hub = client.app.state.hub
+    lines = facility_lines()
+    bulk.import_files(hub, [write_ndjson(tmp_path / "p.ndjson", [ln for ln in lines if ln["resourceType"] == "Patient"])],
+                      source="27001")
+    bulk.import_files(hub, [write_ndjson(tmp_path / "o.ndjson", [ln for ln in lines if ln["resourceType"] != "Patient"])],
+                      source="27001")
+    assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[2]}").json()["total"] == 2
+    assert count(hub, ResultFact, national_id=NIDS[2]) == 2
+
+
+def test_one_bad_line_loads_nothing_and_every_bad_line_is_named(client, tmp_path):
+    hub = client.app.state.hub
+    lines: list[dict | str] = list(facility_lines())
+    lines[2] = {k: v for k, v in lines[2].items() if k != "effectiveDateTime"}  # line 3
+    lines.insert(4, "{not json")  # line 5
+    path = write_ndjson(tmp_path / "f.ndjson", lines)
+    resources_before = count(hub, ResourceRow)
+    with pytest.raises(InvalidInput) as caught:
+        bulk.import_files(hub, [path], source="27001")
+    locations = [p.location for p in caught.value.problems]
+    assert locations == ["f.ndjson line 3", "f.ndjson line 5"]
+    assert "effectiveDateTime" in caught.value.problems[0].message
+    assert "2 of 10 lines are bad; nothing was loaded" in str(caught.value)
+    assert count(hub, ResourceRow) == resources_before
+
+
+def test_lines_are_checked_in_parallel_with_the_same_answer(sqlite_client, tmp_path, monkeypatch):
+    monkeypatch.setattr(bulk, "PARALLEL_FROM", 4)
+    hub = sqlite_client.app.state.hub
+    lines: list[dict | str] = list(facility_lines())
+    lines[7] = {**lines[7], "status": "nonsense"}
+    with pytest.raises(InvalidInput) as caught:
+        bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001", workers=2)
+    assert [p.location for p in caught.value.problems] == ["f.ndjson line 8"]
+    lines[7] = {**lines[7], "status": "final"}
+    result = bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001", workers=2)
+    assert result.created == 9
+
+
+@pytest.mark.parametrize("source, message", [("2700", "5-digit"), ("99999", "not in the facility registry")])
+def test_an_unknown_source_is_refused(sqlite_client, tmp_path, source, message):
+    with pytest.raises(InvalidInput, match=message):
+        bulk.import_files(sqlite_client.app.state.hub, [write_ndjson(tmp_path / "f.ndjson", [])], source=source)
+
+
+def test_emr_import_command(sqlite_url, tmp_path):
+    runner = CliRunner()
+    good = write_ndjson(tmp_path / "good.ndjson", facility_lines())
+    result = runner.invoke(app, ["import", str(good), "--source", "27001", "--db", sqlite_url])
+    assert result.exit_code == 0, result.output
+    assert "9 resources from 27001" in result.output and "9 new" in result.output
+    bad = write_ndjson(tmp_path / "bad.ndjson", ['{"resourceType": "Patient"}'])
+    result = runner.invoke(app, ["import", str(bad), "--source", "27001", "--db", sqlite_url])
+    assert result.exit_code == 2
+    assert "bad.ndjson line 1" in result.output and len(result.output.strip().splitlines()) == 1
