@@ -30,6 +30,11 @@ LABELS = {
     "reason": ("Lý do", "Reason"),
     "count": ("Số lượng", "Count"),
     "running": ("Đang mô phỏng", "Simulating"),
+    "delivery": ("Gửi lên hệ thống điều phối", "Delivery to the hub"),
+    "messages": ("Gói dữ liệu đã ghi", "Bundles written"),
+    "resends": ("Lần gửi lại", "Resends"),
+    "max_backlog": ("Hàng đợi dài nhất", "Longest backlog"),
+    "undelivered": ("Chưa gửi được", "Not delivered"),
 }
 
 
@@ -66,6 +71,21 @@ def print_summary(summary: dict, *, console: Console, lang: str) -> None:
     for reason, count in sorted(summary["repeats_by_reason"].items(), key=lambda kv: (-kv[1], kv[0])):
         reasons.add_row(label(reason, lang, REASONS), f"{count:,}")
     console.print(reasons)
+    _print_delivery(summary.get("delivery"), console=console, lang=lang)
+
+
+def _print_delivery(delivery: dict | None, *, console: Console, lang: str) -> None:
+    """Only when something went wrong on the way: resends, or Bundles still waiting."""
+    if not delivery or delivery["attempts"] == delivery["messages"]:
+        return
+    table = Table(title=label("delivery", lang), show_header=False)
+    table.add_column(justify="left")
+    table.add_column(justify="right")
+    rows = {"messages": delivery["messages"], "resends": delivery["attempts"] - delivery["messages"],
+            "max_backlog": delivery["max_backlog"], "undelivered": delivery["pending"] + delivery["dead"]}
+    for key, value in rows.items():
+        table.add_row(label(key, lang), f"{value:,}")
+    console.print(table)
 
 
 def print_scenarios(settings: Settings, *, console: Console) -> None:

@@ -1,10 +1,11 @@
 """Run a scenario: plan every journey, then play visits and results in time order against the hub.
 
-At each visit the facility registers the patient and, when its EMR is live and the hub
-is up, asks ``$check-reuse`` for every ordered test. A reusable result is accepted by
-the simulated doctor with the scenario's probability (the decision is recorded at the
-hub as a DetectedIssue); everything else is performed, and its result is published
-when it is ready. Every ordered test becomes one ``OrderOutcome`` in the run record,
+At each visit a facility whose EMR is live registers the patient and asks
+``$check-reuse`` for every ordered test; when the hub cannot be reached the tests are
+performed (reason ``hub-unavailable``). A reusable result is accepted by the simulated
+doctor with the scenario's probability (the decision is recorded at the hub as a
+DetectedIssue); everything else is performed. The visit, and later its results, go
+through the facility's outbox, which delivers them once the hub can be reached. Every ordered test becomes one ``OrderOutcome`` in the run record,
 with the ground truth beside it (did this patient really have a result of this test
 within its window?), so the reports can say why each repeat happened.
 
@@ -14,18 +15,19 @@ journeys, the values and the doctor's choices are the same with or without a hub
 
 from __future__ import annotations
 
-import heapq
 import random
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, timedelta
+from datetime import date, datetime, time, timedelta
 
 from emr.catalog import Facility, LabTest
-from emr.fhir.dates import to_fhir_instant
-from emr.sim.hospital import FacilityClient, HubAnswer
+from emr.fhir.dates import VIETNAM_TZ, to_fhir_instant
+from emr.sim.clock import SimClock
+from emr.sim.hospital import FacilityClient, HubAnswer, HubUnavailable
 from emr.sim.journeys import Visit, plan_journey
 from emr.sim.population import Citizen, PopulationTables, corrupt_registration, generate_population
-from emr.sim.publishing import PerformedTest, decision_entry, result_entries, visit_entries
+from emr.sim.publishing import PerformedTest, decision_entry, patient_entry, result_entries, visit_entries
 from emr.sim.record import OrderOutcome, RunRecord
 from emr.sim.scenario import Scenario
 
@@ -50,13 +52,9 @@ class _State:
     citizens: list[Citizen]
     clients: dict[str, FacilityClient]
     record: RunRecord
+    clock: SimClock
+    delivered: dict[str, datetime]  # Idempotency-Key → when the hub first had it (from the network)
     history: dict[tuple[int, str], list[PerformedTest]] = field(default_factory=dict)
-    queue: list[tuple[datetime, int, Callable[[], None]]] = field(default_factory=list)
-    sequence: int = 0
-
-    def schedule(self, at: datetime, action: Callable[[], None]) -> None:
-        self.sequence += 1
-        heapq.heappush(self.queue, (at, self.sequence, action))
 
 
 def build_population(world: World) -> list[Citizen]:
@@ -85,22 +83,38 @@ def plan(world: World, citizens: list[Citizen]) -> list[Visit]:
     return sorted(visits, key=lambda v: (v.at, v.citizen, v.number))
 
 
-def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen],
-        progress: Callable[[int, int], None] | None = None) -> RunRecord:
-    state = _State(world, citizens, clients, RunRecord(world.scenario, world.seed, world.patients))
-    visits = plan(world, citizens)
-    for visit in visits:
-        state.schedule(visit.at, lambda v=visit: _visit(state, v))
-    done = 0
-    while state.queue:
-        at, _, action = heapq.heappop(state.queue)
-        action()
-        done += 1
-        if progress and done % 50 == 0:
-            progress(done, done + len(state.queue))
+def start_of(world: World) -> datetime:
+    """The simulated instant a run starts: midnight, Vietnam time, of the scenario's first day."""
+    return datetime.combine(world.scenario.period.start, time(0), tzinfo=VIETNAM_TZ)
+
+
+def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen], clock: SimClock,
+        delivered: dict[str, datetime], progress: Callable[[int, int], None] | None = None) -> RunRecord:
+    """Play the run on ``clock``. ``delivered`` is filled by the network as the hub receives
+    Bundles; the run reads it as the ground truth of what had reached the hub."""
+    state = _State(world, citizens, clients, RunRecord(world.scenario, world.seed, world.patients), clock, delivered)
+    for visit in plan(world, citizens):
+        clock.schedule(visit.at, lambda v=visit: _visit(state, v))
+    clock.run(progress)
     state.record.finish(facilities=world.facilities, emr_live=lambda code, day: emr_live(world, code, day),
-                        go_live=lambda code: go_live(world, code), requests=sum(c.requests for c in clients.values()))
+                        go_live=lambda code: go_live(world, code), requests=sum(c.requests for c in clients.values()),
+                        delivery=delivery_totals(clients))
     return state.record
+
+
+def delivery_totals(clients: dict[str, FacilityClient]) -> dict:
+    """What the outboxes sent and what the network did to it, summed over facilities."""
+    totals: Counter = Counter()
+    faults: Counter = Counter()
+    backlog = 0
+    for client in clients.values():
+        if client.courier is not None:
+            totals.update(client.courier.outbox.counts())
+            backlog = max(backlog, client.courier.max_backlog)
+        if client.link is not None:
+            faults.update(client.link.counts)
+    return {**{k: totals[k] for k in ("messages", "delivered", "pending", "dead", "attempts")},
+            "max_backlog": backlog, "faults": dict(sorted(faults.items()))}
 
 
 # ---------------------------------------------------------------- the rules of the world
@@ -121,41 +135,48 @@ def emr_live(world: World, code: str, day: date) -> bool:
     return started is not None and started <= day
 
 
-def hub_up(world: World, at: datetime) -> bool:
-    return hub_back_at(world, at) is None
-
-
-def hub_back_at(world: World, at: datetime) -> datetime | None:
-    """When the outage that covers ``at`` ends, or None when the hub is up at ``at``."""
-    return next((o.end for o in world.scenario.hub_outages if o.start <= at < o.end), None)
-
-
 # ---------------------------------------------------------------- a visit
 
 def _visit(state: _State, visit: Visit) -> None:
     world = state.world
     rng = random.Random(f"{world.seed}:visit:{visit.citizen}:{visit.number}")
     draws = {test: (rng.random(), rng.random(), rng.random(), rng.random()) for test in visit.tests}
-    online = emr_live(world, visit.facility, visit.at.date()) and hub_up(world, visit.at)
+    live = emr_live(world, visit.facility, visit.at.date())
     client = state.clients[visit.facility]
     citizen = state.citizens[visit.citizen]
-    patient_id = client.register(visit.citizen, _as_recorded(state, visit, citizen)) if online else None
-    answers = client.check(citizen.national_id, list(visit.tests), visit.at) if online and visit.tests else {}
+    patient_ref, patient = patient_entry(client.patient(visit.citizen, _as_recorded(state, visit, citizen)))
+    answers = _ask_hub(state, visit, citizen) if live else None
     performed: list[PerformedTest] = []
     decisions: list[dict] = []
     for test in visit.tests:
-        outcome, entry = _order(state, visit, test, answers.get(test), draws[test], patient_id)
+        answer = answers.get(test) if answers is not None else None
+        outcome, entry = _order(state, visit, test, answer, draws[test], patient_ref)
         state.record.add(outcome)
         if entry:
             decisions.append(entry)
         if outcome.outcome == "performed":
             performed.append(_perform(state, visit, test, draws[test]))
-    if online:
-        client.transaction(visit_entries(visit, patient_id, performed, world.tests) + decisions)
+    if live:
+        client.publish(f"visit:{visit.citizen}:{visit.number}",
+                       [patient] + visit_entries(visit, patient_ref, performed, world.tests) + decisions)
     state.record.visit(visit)
     if performed:
         ready = max(p.ready for p in performed)
-        state.schedule(ready, lambda: _results_ready(state, visit, performed))
+        state.clock.schedule(ready, lambda: _results_ready(state, visit, performed))
+
+
+def _ask_hub(state: _State, visit: Visit, citizen: Citizen) -> dict[str, HubAnswer] | None:
+    """Register the patient and ask about every ordered test; None when the hub cannot answer.
+    A registration that fails is not lost: the visit's Bundle carries the Patient too."""
+    client = state.clients[visit.facility]
+    try:
+        client.register(visit.citizen, _as_recorded(state, visit, citizen))
+    except HubUnavailable:
+        pass
+    try:
+        return client.check(citizen.national_id, list(visit.tests), visit.at) if visit.tests else {}
+    except HubUnavailable:
+        return None
 
 
 def _as_recorded(state: _State, visit: Visit, citizen: Citizen) -> Citizen:
@@ -170,7 +191,7 @@ def _as_recorded(state: _State, visit: Visit, citizen: Citizen) -> Citizen:
 
 
 def _order(state: _State, visit: Visit, test: str, answer: HubAnswer | None, draw: tuple[float, ...],
-           patient_id: str | None) -> tuple[OrderOutcome, dict | None]:
+           patient_ref: str) -> tuple[OrderOutcome, dict | None]:
     world = state.world
     truth = _prior_truth(state, visit, test)
     base = dict(at=visit.at, citizen=visit.citizen, facility=visit.facility, visit_kind=visit.kind,
@@ -182,7 +203,7 @@ def _order(state: _State, visit: Visit, test: str, answer: HubAnswer | None, dra
     if answer.decision == "reuse":
         reused = draw[0] < world.scenario.doctor_accepts_reuse.value
         reason = None if reused else _override_reason(world.scenario, draw[1])
-        entry = decision_entry(visit, patient_id, answer.observation, test, reused=reused, reason=reason)
+        entry = decision_entry(visit, patient_ref, answer.observation, test, reused=reused, reason=reason)
         why = None if reused else f"override:{reason}"
         return OrderOutcome(**base, outcome="reused" if reused else "performed", hub_reason=None, why=why), entry
     why = answer.reason
@@ -207,7 +228,12 @@ def _prior_truth(state: _State, visit: Visit, test: str) -> tuple[bool, bool]:
     window = timedelta(hours=state.world.tests[test].validity_hours.value)
     prior = [p for p in state.history.get((visit.citizen, test), [])
              if p.status == "final" and p.collected <= visit.at < p.collected + window]
-    return bool(prior), any(p.published_by is not None and p.published_by <= visit.at for p in prior)
+    return bool(prior), any(_reached_hub_by(state, p, visit.at) for p in prior)
+
+
+def _reached_hub_by(state: _State, performed: PerformedTest, at: datetime) -> bool:
+    arrived = state.delivered.get(performed.message) if performed.message else None
+    return arrived is not None and arrived <= at
 
 
 def _perform(state: _State, visit: Visit, test: str, draw: tuple[float, ...]) -> PerformedTest:
@@ -223,18 +249,17 @@ def _perform(state: _State, visit: Visit, test: str, draw: tuple[float, ...]) ->
     return done
 
 
-def _results_ready(state: _State, visit: Visit, performed: list[PerformedTest], at: datetime | None = None) -> None:
-    """Publish a visit's results when they are ready; while the hub is down, wait for it to return."""
+def _results_ready(state: _State, visit: Visit, performed: list[PerformedTest]) -> None:
+    """Publish a visit's results, through the outbox, when they are ready."""
     world = state.world
-    at = at or max(p.ready for p in performed)
+    at = state.clock.now
     if not emr_live(world, visit.facility, at.date()):
         return  # on paper: the results never reach the hub
-    back = hub_back_at(world, at)
-    if back is not None:
-        state.schedule(back, lambda: _results_ready(state, visit, performed, back))
-        return
     client = state.clients[visit.facility]
-    patient_id = client.register(visit.citizen, _as_recorded(state, visit, state.citizens[visit.citizen]))
-    client.transaction(result_entries(visit, patient_id, performed, world.tests, issued=to_fhir_instant(at)))
+    recorded = _as_recorded(state, visit, state.citizens[visit.citizen])
+    patient_ref, patient = patient_entry(client.patient(visit.citizen, recorded))
+    key = f"results:{visit.citizen}:{visit.number}"
     for p in performed:
-        p.published_by = at
+        p.message = client.idempotency_key(key)
+    client.publish(key, [patient] + result_entries(visit, patient_ref, performed, world.tests,
+                                                   issued=to_fhir_instant(at)))

@@ -1,15 +1,17 @@
 """A simulated hospital's EMR as the hub sees it: a FHIR client for one facility.
 
 It registers patients (IHE PIXm patient feed: conditional update by the facility's
-MRN), publishes visits and results as transaction Bundles, asks ``$check-reuse`` at
-order time and records the doctor's decisions. It talks HTTP to the hub, in-process
-or over the network, exactly as a real hospital system would.
+MRN) and asks ``$check-reuse`` at order time, both while the clinician waits: a few
+quick tries, then ``HubUnavailable``. Everything it publishes — visits, results, the
+doctor's decisions, as transaction Bundles — goes through its store-and-forward
+outbox (``emr.sim.outbox``), which keeps trying until the hub has it. It talks HTTP to
+the hub, in-process or over the network, exactly as a real hospital system would.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import httpx
 import orjson
@@ -20,9 +22,15 @@ from emr.fhir import LOINC_SYSTEM
 from emr.fhir.builders import patient
 from emr.fhir.dates import to_fhir_instant
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM, mrn_system
+from emr.sim.network import IDEMPOTENCY_KEY, Link
+from emr.sim.outbox import Attempt, Courier, Message
 from emr.sim.population import Citizen
 
 FHIR_JSON = {"Content-Type": "application/fhir+json"}
+RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# An order-entry screen tries the hub this often, within seconds, before the clinician
+# goes on without an answer (assumption).
+WHILE_WAITING_ATTEMPTS = 4
 
 
 class HubError(EmrError):
@@ -30,6 +38,12 @@ class HubError(EmrError):
 
     status = 502
     issue_code = "transient"
+
+
+class HubUnavailable(HubError):
+    """The hub could not be reached, did not answer in time, or asked to come back later."""
+
+    status = 503
 
 
 @dataclass(frozen=True)
@@ -43,6 +57,8 @@ class HubAnswer:
 class FacilityClient:
     facility: Facility
     http: httpx.Client
+    courier: Courier | None = None  # the outbox every publication goes through
+    link: Link | None = None  # the simulated network under ``http``, when there is one
     requests: int = 0
     _patients: dict[int, str] = field(default_factory=dict)
 
@@ -53,14 +69,19 @@ class FacilityClient:
     def mrn(self, citizen_index: int) -> str:
         return f"{self.code}-{citizen_index:07d}"
 
+    def patient(self, citizen_index: int, recorded: Citizen) -> dict:
+        """This facility's Patient resource for the citizen, as its clerk registered them."""
+        return patient(facility_code=self.code, mrn=self.mrn(citizen_index), national_id=recorded.national_id,
+                       family=recorded.family, given=recorded.given_names, gender=recorded.sex,
+                       birth_date=recorded.birth_date.isoformat())
+
     def register(self, citizen_index: int, recorded: Citizen) -> str:
         """The hub's id of this facility's Patient for the citizen, registering on first visit."""
         if citizen_index in self._patients:
             return self._patients[citizen_index]
         mrn = self.mrn(citizen_index)
-        body = patient(facility_code=self.code, mrn=mrn, national_id=recorded.national_id, family=recorded.family,
-                       given=recorded.given_names, gender=recorded.sex, birth_date=recorded.birth_date.isoformat())
-        response = self._send("PUT", f"Patient?identifier={mrn_system(self.code)}|{mrn}", body)
+        response = self._send("PUT", f"Patient?identifier={mrn_system(self.code)}|{mrn}",
+                              self.patient(citizen_index, recorded))
         self._patients[citizen_index] = response["id"]
         return response["id"]
 
@@ -72,18 +93,48 @@ class FacilityClient:
         answer = self._send("POST", "$check-reuse", {"resourceType": "Parameters", "parameter": params})
         return dict(_answer(result) for result in answer["parameter"])
 
-    def transaction(self, entries: list[dict]) -> list[dict]:
-        """Post a transaction Bundle; returns the response entries in order."""
-        bundle = {"resourceType": "Bundle", "type": "transaction", "entry": entries}
-        return self._send("POST", "", bundle)["entry"]
+    def publish(self, key: str, entries: list[dict]) -> None:
+        """Hand a transaction Bundle to the outbox under ``key``; it is sent now or as soon as it can be."""
+        if self.courier is None:
+            raise HubError(f"{self.code}: no outbox to publish through")
+        self.courier.publish(key, {"resourceType": "Bundle", "type": "transaction", "entry": entries})
+
+    def idempotency_key(self, key: str) -> str:
+        return f"{self.code}/{key}"
+
+    def deliver(self, message: Message) -> Attempt:
+        """One try at sending an outbox message (the courier decides what happens next)."""
+        self.requests += 1
+        headers = {**FHIR_JSON, IDEMPOTENCY_KEY: self.idempotency_key(message.key)}
+        try:
+            response = self.http.request("POST", "", content=orjson.dumps(message.body), headers=headers)
+        except httpx.TransportError as error:
+            return Attempt("retry", f"{type(error).__name__}: {error}")
+        if response.status_code < 300:
+            return Attempt("delivered")
+        error = f"{response.status_code}: {_diagnostics(response)}"
+        if response.status_code in RETRYABLE_STATUSES:
+            return Attempt("retry", error, _retry_after(response))
+        return Attempt("rejected", error)
 
     def _send(self, method: str, path: str, body: dict) -> dict:
-        self.requests += 1
-        response = self.http.request(method, path, content=orjson.dumps(body), headers=FHIR_JSON)
-        if response.status_code >= 400:
-            raise HubError(f"{self.code}: {method} {path or '/'} answered {response.status_code}: "
-                           f"{_diagnostics(response)}")
-        return response.json()
+        """Send while someone waits: a few quick tries, then ``HubUnavailable``."""
+        problem = ""
+        for _ in range(WHILE_WAITING_ATTEMPTS):
+            self.requests += 1
+            try:
+                response = self.http.request(method, path, content=orjson.dumps(body), headers=FHIR_JSON)
+            except httpx.TransportError as error:
+                problem = f"{type(error).__name__}: {error}"
+                continue
+            if response.status_code in RETRYABLE_STATUSES:
+                problem = f"answered {response.status_code}"
+                continue
+            if response.status_code >= 400:
+                raise HubError(f"{self.code}: {method} {path or '/'} answered {response.status_code}: "
+                               f"{_diagnostics(response)}")
+            return response.json()
+        raise HubUnavailable(f"{self.code}: {method} {path or '/'} failed {WHILE_WAITING_ATTEMPTS} times ({problem})")
 
 
 def _answer(result: dict) -> tuple[str, HubAnswer]:
@@ -91,6 +142,11 @@ def _answer(result: dict) -> tuple[str, HubAnswer]:
     observation = parts.get("observation", {}).get("valueReference", {}).get("reference")
     return parts["code"]["valueCoding"]["code"], HubAnswer(
         parts["decision"]["valueCode"], parts.get("reason", {}).get("valueCode"), observation)
+
+
+def _retry_after(response: httpx.Response) -> timedelta | None:
+    value = response.headers.get("Retry-After", "")
+    return timedelta(seconds=int(value)) if value.isdigit() else None
 
 
 def _diagnostics(response: httpx.Response) -> str:

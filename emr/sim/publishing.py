@@ -2,8 +2,11 @@
 
 Every resource carries the facility's own identifier for it and is created with
 ``ifNoneExist`` on that identifier, so sending the same Bundle twice (a retry after a
-lost answer) stores it once. Result values are drawn from the catalogue's hints with
-the random number the engine drew for that test, so they do not depend on the hub.
+lost answer) stores it once. Each Bundle also carries the facility's Patient as a
+conditional create on its MRN and refers to it by that entry's ``urn:uuid:``, so a
+Bundle written while the hub was unreachable needs no id from the hub to be sent later.
+Result values are drawn from the catalogue's hints with the random number the engine
+drew for that test, so they do not depend on the hub.
 """
 
 from __future__ import annotations
@@ -38,7 +41,7 @@ class PerformedTest:
     positive: bool
     value_draw: float
     facility: str
-    published_by: datetime | None = None
+    message: str | None = None  # the Idempotency-Key of the Bundle that publishes the result
 
 
 def _key(visit: Visit, *parts: str) -> str:
@@ -60,9 +63,16 @@ def _post(resource: dict, identifier: dict) -> dict:
                         "ifNoneExist": f"identifier={identifier['system']}|{identifier['value']}"}}
 
 
-def visit_entries(visit: Visit, patient_id: str, performed: list[PerformedTest], tests: dict[str, LabTest]) -> list[dict]:
+def patient_entry(patient: dict) -> tuple[str, dict]:
+    """The facility's Patient as a conditional create on its MRN (the first identifier),
+    and the reference the other entries use for it."""
+    entry = _post(patient, patient["identifier"][0])
+    return entry["fullUrl"], entry
+
+
+def visit_entries(visit: Visit, patient_ref: str, performed: list[PerformedTest],
+                  tests: dict[str, LabTest]) -> list[dict]:
     """The encounter, an order per performed test and, when referring on, the referral and its Task."""
-    patient_ref = f"Patient/{patient_id}"
     enc_id = _ident(visit.facility, "encounter", _key(visit))
     entries = [_post(encounter(patient_ref=patient_ref, facility_code=visit.facility,
                                start=to_fhir_instant(visit.at), identifier=enc_id), enc_id)]
@@ -80,10 +90,9 @@ def visit_entries(visit: Visit, patient_id: str, performed: list[PerformedTest],
     return entries
 
 
-def result_entries(visit: Visit, patient_id: str, performed: list[PerformedTest], tests: dict[str, LabTest],
+def result_entries(visit: Visit, patient_ref: str, performed: list[PerformedTest], tests: dict[str, LabTest],
                    *, issued: str) -> list[dict]:
     """One Observation per performed test (panels with their members) and a report over them."""
-    patient_ref = f"Patient/{patient_id}"
     entries: list[dict] = []
     top_refs: list[str] = []
     for p in performed:
@@ -137,12 +146,12 @@ def _coded_answer(spec: LabTest, p: PerformedTest) -> str:
     return others[int(p.value_draw * len(others)) % len(others)]
 
 
-def decision_entry(visit: Visit, patient_id: str | None, observation_ref: str | None, test: str, *,
+def decision_entry(visit: Visit, patient_ref: str, observation_ref: str | None, test: str, *,
                    reused: bool, reason: str | None) -> dict | None:
-    if patient_id is None or observation_ref is None:
+    if observation_ref is None:
         return None
     identifier = _ident(visit.facility, "reuse-decision", _key(visit, test))
-    issue = reuse_decision(patient_ref=f"Patient/{patient_id}", facility_code=visit.facility, order_ref=None,
+    issue = reuse_decision(patient_ref=patient_ref, facility_code=visit.facility, order_ref=None,
                            observation_ref=observation_ref, identified=to_fhir_instant(visit.at),
                            reused=reused, override_reason=reason)
     issue["identifier"] = [identifier]

@@ -45,6 +45,7 @@ class RunRecord:
     adoption: dict[str, bool] = field(default_factory=dict)
     go_live: dict[str, str | None] = field(default_factory=dict)
     requests: int = 0
+    delivery: dict = field(default_factory=dict)
 
     def add(self, outcome: OrderOutcome) -> None:
         self.orders.append(outcome)
@@ -54,12 +55,13 @@ class RunRecord:
         self.citizens_seen.add(visit.citizen)
 
     def finish(self, *, facilities: dict[str, Facility], emr_live: Callable[[str, date], bool],
-               go_live: Callable[[str], date | None], requests: int) -> None:
+               go_live: Callable[[str], date | None], requests: int, delivery: dict) -> None:
         end = self.scenario.period.end
         codes = [code for code in self.scenario.facilities if code in facilities]
         self.adoption = {code: emr_live(code, end) for code in codes}
         self.go_live = {code: (d.isoformat() if (d := go_live(code)) else None) for code in codes}
         self.requests = requests
+        self.delivery = delivery
 
 
 def summarise(record: RunRecord, tests: dict[str, LabTest]) -> dict:
@@ -92,6 +94,7 @@ def summarise(record: RunRecord, tests: dict[str, LabTest]) -> dict:
         "emr_go_live": dict(sorted(record.go_live.items())),
         "doctor_accepts_reuse": record.scenario.doctor_accepts_reuse.value,
         "hub_requests": record.requests,
+        "delivery": record.delivery,
         "by_facility_test": _by_facility_test(record.orders),
     }
 

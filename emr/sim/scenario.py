@@ -2,8 +2,9 @@
 
 A scenario says who lives where, why they go to a facility, which tests each visit
 orders, how often and how soon they are referred up (and back down), how willing the
-receiving doctor is to reuse a result, when each facility's EMR goes live, and when
-the hub is down. Every rate, share, probability and delay is a ``Sourced`` value.
+receiving doctor is to reuse a result, when each facility's EMR goes live, when the
+hub is down, and what goes wrong on the network between the facilities and the hub.
+Every rate, share, probability and delay is a ``Sourced`` value.
 """
 
 from __future__ import annotations
@@ -68,9 +69,36 @@ class RegistrationErrors(_Frozen):
 
 
 class Outage(_Frozen):
+    """A window in which the hub cannot be reached at all (connections are refused)."""
+
     start: datetime
     end: datetime
     note: str
+
+
+class NetworkFaults(_Frozen):
+    """What can go wrong with one request on a facility's link to the hub.
+
+    One draw per request picks at most one fault, so the rates are shares of requests
+    and must sum to at most 1. A sender that gets no answer (lost request, lost answer,
+    a delayed or held-back request) sees a timeout and does not know whether the hub
+    acted on it."""
+
+    lost_request: Sourced[Probability]  # never reaches the hub
+    lost_answer: Sourced[Probability]  # the hub acts on it; the answer never comes back
+    delayed: Sourced[Probability]  # reaches the hub late, after the sender gave up waiting
+    delay_minutes: Delay
+    duplicated: Sourced[Probability]  # reaches the hub twice
+    reordered: Sourced[Probability]  # held back, reaches the hub after the link's next request
+    throttled: Sourced[Probability]  # answered 429 Too Many Requests with Retry-After, not acted on
+    retry_after_seconds: Sourced[Annotated[int, Field(ge=0)]]
+    server_error: Sourced[Probability]  # answered 503 by the hub's gateway, not acted on
+
+    def rates(self) -> dict[str, float]:
+        return {name: getattr(self, name).value for name in FAULT_KINDS}
+
+
+FAULT_KINDS = ("lost_request", "lost_answer", "delayed", "duplicated", "reordered", "throttled", "server_error")
 
 
 class Scenario(_Frozen):
@@ -93,6 +121,7 @@ class Scenario(_Frozen):
     emr: EmrTimeline = EmrTimeline()
     registration_errors: RegistrationErrors
     hub_outages: tuple[Outage, ...] = ()
+    network: NetworkFaults | None = None  # None: every request arrives once, in order
 
 
 def load_scenario(path: Path) -> Scenario:
@@ -150,4 +179,17 @@ def cross_check(scenario: Scenario, *, label: str, facilities: dict[str, Facilit
         problems.append(Problem("condition shares must sum to 1", f"{label}:conditions"))
     if abs(sum(s.value for s in scenario.residents.values()) - 1) > 0.01:
         problems.append(Problem("resident shares must sum to 1", f"{label}:residents"))
+    return problems + _fault_problems(scenario, label)
+
+
+def _fault_problems(scenario: Scenario, label: str) -> list[Problem]:
+    problems = []
+    for i, outage in enumerate(scenario.hub_outages):
+        if outage.start.tzinfo is None or outage.end.tzinfo is None:
+            problems.append(Problem("outage times need a time zone (e.g. +07:00)", f"{label}:hub_outages.{i}"))
+        elif outage.end <= outage.start:
+            problems.append(Problem("an outage must end after it starts", f"{label}:hub_outages.{i}"))
+    if scenario.network and sum(scenario.network.rates().values()) > 1:
+        problems.append(Problem("network fault rates are shares of requests and must sum to at most 1",
+                                f"{label}:network"))
     return problems
