@@ -1,0 +1,131 @@
+"""B3 bulk backfill: one facility's history as NDJSON, loaded until searchable by national ID.
+
+Achieved: ``emr import``'s path (every line checked against the profiles, ids mapped,
+Patients linked to Persons, result facts and index rows written) in a fresh process,
+timed from the first line read to the commit. Ceiling: the very rows it wrote, read
+back and written into an empty database of the same schema as fast as the driver
+allows — one ``executemany`` transaction on SQLite, ``COPY`` on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from sqlalchemy import select, text
+from sqlmodel import SQLModel
+
+from benchmarks.data import history, people, write_ndjson
+from benchmarks.harness import PG_DSN, Outcome, database, in_fresh_process, peak_rss_mb, schema_of
+
+SEED = 2025
+SOURCE = "27001"
+SIZES = {"smoke": 30, "small": 2_000, "medium": 20_000, "full": 100_000}  # patients; 10 resources each
+RESULTS_PER_PATIENT = 9
+
+
+def run(size: str, kind: str, workdir: Path) -> Outcome:
+    outcome = Outcome("B3 bulk backfill", size, kind)
+    path = workdir / f"b3-{size}.ndjson"
+    count = write_ndjson(path, history(SEED, SOURCE, people(SEED, SIZES[size]), RESULTS_PER_PATIENT))
+    with database(kind, workdir, "b3") as url:
+        child = in_fresh_process(import_once, url, str(path))
+        disk = disk_bytes(url)
+        rows = table_rows(url)
+    with database(kind, workdir, "b3ceiling") as url:
+        ceiling_seconds = write_rows(url, rows)
+    outcome.add("backfill", count / child["seconds"], "resources/s", count / ceiling_seconds,
+                target=">= 10,000/s SQLite; >= 15,000/s PostgreSQL")
+    outcome.add("size on disk", disk / count, "bytes/resource", path.stat().st_size / count,
+                higher_is_better=False, target="<= 2,500 bytes")
+    outcome.add("peak memory", child["peak_mb"], "MB")
+    outcome.notes.append(f"{count:,} resources ({SIZES[size]:,} Patients, {RESULTS_PER_PATIENT} Observations each), "
+                         f"{path.stat().st_size / 1e6:.1f} MB of NDJSON; {sum(len(r) for _, r in rows.values()):,} "
+                         "rows written. Ceiling of size on disk: the NDJSON bytes themselves.")
+    return outcome
+
+
+def import_once(url: str, path: str) -> dict:
+    """In a fresh process: open the hub, import the file, report the time and peak memory."""
+    from emr.config import Settings
+    from emr.hub.app import build_hub
+    from emr.hub.bulk import import_files
+
+    hub = build_hub(Settings(database_url=url))
+    started = time.perf_counter()
+    result = import_files(hub, [Path(path)], source=SOURCE, workers=2)
+    seconds = time.perf_counter() - started
+    hub.engine.dispose()
+    return {"seconds": seconds, "created": result.created, "peak_mb": peak_rss_mb()}
+
+
+def disk_bytes(url: str) -> int:
+    from emr.hub.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            if url.startswith("sqlite"):
+                conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                return Path(url.removeprefix("sqlite:///")).stat().st_size
+            return int(conn.execute(text(
+                "SELECT sum(pg_total_relation_size(quote_ident(schemaname) || '.' || quote_ident(tablename))) "
+                "FROM pg_tables WHERE schemaname = current_schema()")).scalar_one())
+    finally:
+        engine.dispose()
+
+
+def table_rows(url: str) -> dict[str, tuple[list[str], list[tuple]]]:
+    """Every row of every hub table: (column names, rows) by table name."""
+    from emr.hub.db import make_engine
+
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            return {t.name: ([c.name for c in t.columns], [tuple(r) for r in conn.execute(select(t))])
+                    for t in SQLModel.metadata.sorted_tables}
+    finally:
+        engine.dispose()
+
+
+def write_rows(url: str, rows: dict[str, tuple[list[str], list[tuple]]]) -> float:
+    """Seconds to write ``rows`` into a fresh database of the hub's schema, the fastest plain way."""
+    from emr.hub.db import create_schema, make_engine
+
+    engine = make_engine(url)
+    create_schema(engine)
+    engine.dispose()
+    if url.startswith("sqlite"):
+        return _sqlite_write(url.removeprefix("sqlite:///"), rows)
+    return _postgres_copy(schema_of(url) or "public", rows)
+
+
+def _sqlite_write(path: str, rows: dict[str, tuple[list[str], list[tuple]]]) -> float:
+    import sqlite3
+
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    started = time.perf_counter()
+    conn.execute("BEGIN")
+    for table, (columns, values) in rows.items():
+        marks = ", ".join("?" * len(columns))
+        conn.executemany(f'INSERT INTO "{table}" ({", ".join(columns)}) VALUES ({marks})', values)
+    conn.execute("COMMIT")
+    seconds = time.perf_counter() - started
+    conn.close()
+    return seconds
+
+
+def _postgres_copy(schema: str, rows: dict[str, tuple[list[str], list[tuple]]]) -> float:
+    import psycopg
+
+    with psycopg.connect(PG_DSN, options=f"-csearch_path={schema}") as conn:
+        started = time.perf_counter()
+        with conn.cursor() as cursor:
+            for table, (columns, values) in rows.items():
+                with cursor.copy(f'COPY "{table}" ({", ".join(columns)}) FROM STDIN') as copy:
+                    for row in values:
+                        copy.write_row(row)
+        conn.commit()
+        return time.perf_counter() - started
