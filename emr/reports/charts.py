@@ -64,13 +64,13 @@ def bar_chart(*, name: str, labels: list[str], values: list[int], title: str, wi
 
 
 def line_chart(*, name: str, series: list[Series], markers: list[Marker], title: str, y_label: str,
-               span: tuple[date, date]) -> str:
+               span: tuple[date, date], height: float = 4.6) -> str:
     """Shares (0–1) over time as percentages, with dated markers, between ``span``."""
     from matplotlib.dates import DateFormatter, MonthLocator
     from matplotlib.ticker import PercentFormatter
 
     with _style():
-        figure = _figure(width=9.5, height=4.6)
+        figure = _figure(width=9.5, height=height)
         axes = figure.add_subplot()
         for line in series:
             axes.plot(line.days, line.values, label=line.label, color=line.color, linewidth=line.width,

@@ -151,8 +151,8 @@ def _adoption(metrics: dict[str, Any], deadlines: Sequence[adoption.Deadline], l
     planned = {r["code"]: date.fromisoformat(r["go_live"]) if r["go_live"] else None for r in rows}
     seen = {r["code"]: date.fromisoformat(r["first_visit"]) if r["first_visit"] else None for r in rows}
     kinds = {r["code"]: r["kind"] for r in rows}
-    chart = _adoption_chart(tuple(sorted(planned.items())), tuple(sorted(seen.items())), metrics["as_of"],
-                            tuple(deadlines), lang)
+    until = adoption.last_day(metrics["as_of"][:7]) if metrics["as_of"] else None  # redrawn once a month
+    chart = _adoption_chart(tuple(sorted(planned.items())), tuple(sorted(seen.items())), until, tuple(deadlines), lang)
     return {"chart": Markup(chart),
             "deadlines": [_deadline_line(seen, kinds, d, lang) for d in deadlines]}
 
@@ -167,22 +167,22 @@ def _deadline_line(seen: dict[str, date | None], kinds: dict[str, str], deadline
 
 @lru_cache(maxsize=8)
 def _adoption_chart(planned_dates: tuple[tuple[str, date | None], ...], seen_dates: tuple[tuple[str, date | None], ...],
-                    as_of: str | None, deadlines: tuple[adoption.Deadline, ...], lang: str) -> str:
-    """Registry go-live dates against the hub's first visits, by month (drawn once per distinct input)."""
+                    until: date | None, deadlines: tuple[adoption.Deadline, ...], lang: str) -> str:
+    """Registry go-live dates against the hub's first visits, by month up to ``until`` (drawn
+    once per distinct input)."""
     planned, seen = dict(planned_dates), dict(seen_dates)
     first_seen = min((d for d in seen.values() if d), default=None)
     start = date((first_seen or min(d.due for d in deadlines)).year, 1, 1)
-    end = max([d.due for d in deadlines] + ([date.fromisoformat(as_of)] if as_of else []))
+    end = max([d.due for d in deadlines] + ([until] if until else []))
     series = [_monthly(pick(WORDS["line_registry"], lang), planned, start, end, charts.PALETTE[3], dashed=True)]
-    if as_of:
-        series.append(_monthly(pick(WORDS["line_hub"], lang), seen, start, date.fromisoformat(as_of),
-                               charts.PALETTE[0], width=2.6))
+    if until:
+        series.append(_monthly(pick(WORDS["line_hub"], lang), seen, start, until, charts.PALETTE[0], width=2.6))
     markers = [charts.Marker(d.due, f"{pick(TEXT['deadline_' + d.group], lang)} {fmt_date(d.due, lang)}",
                              charts.PALETTE[4]) for d in deadlines]
     with _DRAWING:
         return charts.line_chart(name="adoption", series=series, markers=markers,
                                  span=(start - timedelta(days=10), end + timedelta(days=20)),
-                                 title=pick(WORDS["adoption_title"], lang),
+                                 title=pick(WORDS["adoption_title"], lang), height=3.7,
                                  y_label=pick(WORDS["adoption_axis"], lang))
 
 

@@ -41,7 +41,7 @@ WORDS = {
     "facility": ("Cơ sở", "Facility"),
     "province": ("Tỉnh/thành (sau 2025)", "Province (after 2025)"),
     "go_live": ("Triển khai BAĐT (danh mục)", "EMR go-live (registry)"),
-    "first_visit": ("Lượt khám đầu tiên trên hệ thống", "First visit at the hub"),
+    "first_visit": ("Lượt khám đầu tiên", "First visit"),
     "not_publishing": ("chưa gửi dữ liệu", "nothing published"),
     "never": ("chưa có kế hoạch", "no date"),
     "patients": ("Hồ sơ đăng ký", "Registrations"),
@@ -91,6 +91,7 @@ PAGE = """<!DOCTYPE html>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
 <title>{{ w.title }}</title>
+<link rel="icon" href="data:,">
 <style>
 body{font-family:"Segoe UI",Roboto,"Helvetica Neue",Arial,sans-serif;color:#1d2733;margin:0;background:#f4f6f8}
 header{background:#1b5e9e;color:#fff}header .in{max-width:1180px;margin:0 auto;padding:16px 28px;display:flex;
@@ -107,7 +108,7 @@ h2{font-size:1.15rem;border-bottom:2px solid #1b5e9e;padding-bottom:4px;margin-t
 table{border-collapse:collapse;width:100%;font-size:.84rem;margin:6px 0 10px}
 th,td{border-bottom:1px solid #e1e5ea;padding:4px 7px;text-align:left;vertical-align:top}
 th{background:#f0f2f5;font-weight:600}td.n,th.n{text-align:right;font-variant-numeric:tabular-nums;white-space:nowrap}
-td.key{white-space:nowrap}tr.idle td{color:#7a8591}.muted{color:#5a6673;font-size:.85rem}
+td.key{white-space:nowrap}tr.idle td{color:#7a8591}#facilities{font-size:.8rem}#facilities td,#facilities th{padding:4px 5px}.muted{color:#5a6673;font-size:.85rem}
 ul.facts{padding-left:20px}ul.facts li{margin:4px 0}
 svg.chart{width:100%;height:auto;display:block;margin:8px 0}{{ css }}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:22px}
@@ -178,8 +179,8 @@ LIVE = """<div id="live" data-version="{{ version }}">
 <th class="n">{{ w.performed_short }}</th><th class="n">{{ w.reused_short }}</th><th class="n">{{ t.vnd_short }}</th></tr></thead>
 <tbody>
 {% for f in facilities %}
-<tr{{ ' class="idle"'|safe if not f.publishing }} data-facility="{{ f.code }}"><td class="key">{{ f.code }}</td><td>{{ f.name }}</td><td>{{ f.kind }}</td>
-<td>{{ f.province }}</td><td class="key">{{ f.go_live }}</td><td class="key">{{ f.first_visit }}</td>
+<tr{{ ' class="idle"'|safe if not f.publishing }} data-facility="{{ f.code }}"><td class="key">{{ f.code }}</td><td class="key">{{ f.name }}</td>
+<td class="key">{{ f.kind }}</td><td>{{ f.province }}</td><td class="key">{{ f.go_live }}</td><td class="key">{{ f.first_visit }}</td>
 {% for key, value in f.numbers %}<td class="n" data-metric="facilities.{{ f.code }}.{{ key }}">{{ value }}</td>{% endfor %}</tr>
 {% endfor %}
 </tbody></table>
