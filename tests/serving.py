@@ -25,12 +25,13 @@ def free_port() -> int:
 
 
 @contextmanager
-def served_hub(database_url: str) -> Iterator[str]:
+def served_hub(database_url: str, **settings: object) -> Iterator[str]:
     """The hub served by uvicorn on 127.0.0.1 (a free port) for the duration of the block;
-    yields its FHIR base URL (``http://127.0.0.1:PORT/fhir``)."""
+    yields its FHIR base URL (``http://127.0.0.1:PORT/fhir``). ``settings`` override
+    the hub's other ``Settings`` fields."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    app = create_app(Settings(database_url=database_url, base_url=base))
+    app = create_app(Settings(database_url=database_url, base_url=base, **settings))
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
