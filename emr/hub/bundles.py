@@ -173,7 +173,8 @@ def _run(hub: Hub, conn: Connection, entry: Entry, *, now: datetime) -> dict:
     elif entry.rid:
         written = store.update(conn, entry.resource_type, entry.rid, entry.resource, now=now, if_match=entry.if_match)
     else:
-        written = store.conditional_update(conn, entry.resource_type, entry.query, entry.resource, now=now)
+        written = store.conditional_update(conn, entry.resource_type, entry.query, entry.resource, now=now,
+                                           if_match=entry.if_match)
     return _write_response(hub, written)
 
 

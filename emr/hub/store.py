@@ -144,8 +144,9 @@ class Store:
         return self._replace(conn, pk, dict(resource), version=version + 1, now=now)
 
     def conditional_update(self, conn: Connection, rtype: str, criteria: str, resource: dict, *,
-                           now: datetime) -> Written:
-        """``PUT Type?criteria`` — the IHE PIXm patient feed."""
+                           now: datetime, if_match: str | None = None) -> Written:
+        """``PUT Type?criteria`` — the IHE PIXm patient feed. With ``if_match`` the matched
+        resource must be at that version (and must exist), as for ``PUT Type/id``."""
         _type_of(resource, expected=rtype)
         params = search.parse_criteria(criteria)
         _claim(conn, rtype, search.criteria_key(params))
@@ -153,13 +154,16 @@ class Store:
         if len(pks) > 1:
             raise PreconditionFailed(f"'{criteria}' matched several {rtype} resources", location=f"{rtype}?{criteria}")
         if not pks:
+            if if_match:
+                raise PreconditionFailed(f"no {rtype} matches '{criteria}', so If-Match cannot hold",
+                                         location=f"{rtype}?{criteria}")
             if resource.get("id") and _exists(conn, rtype, resource["id"]):
                 raise Conflict(f"{rtype}/{resource['id']} exists but does not match '{criteria}'")
             return self.create(conn, resource, now=now, new_id=resource.get("id"))
         current_id = conn.execute(select(R.c.id).where(R.c.pk == pks[0])).scalar_one()
         if resource.get("id") not in (None, current_id):
             raise InvalidInput(f"body id '{resource['id']}' differs from the matched {rtype}/{current_id}")
-        return self.update(conn, rtype, current_id, {**resource, "id": current_id}, now=now)
+        return self.update(conn, rtype, current_id, {**resource, "id": current_id}, now=now, if_match=if_match)
 
     def _replace(self, conn: Connection, pk: int, resource: dict, *, version: int, now: datetime) -> Written:
         stamp(resource, version=version, now=now)
@@ -229,16 +233,21 @@ def _dump(resource: dict) -> str:
 
 
 def _int_version(version: str) -> int:
-    if not version.isdigit():
+    if not _is_small_number(version):
         raise NotFound(f"'{version}' is not a version id of this hub")
     return int(version)
 
 
 def _etag_version(etag: str) -> int:
     text = etag.strip().removeprefix("W/").strip('"')
-    if not text.isdigit():
-        raise InvalidInput(f"If-Match '{etag}' is not a version ETag such as W/\"3\"", location="If-Match")
+    if not _is_small_number(text):
+        raise InvalidInput(f"If-Match '{etag[:40]}' is not a version ETag such as W/\"3\"", location="If-Match")
     return int(text)
+
+
+def _is_small_number(text: str) -> bool:
+    """ASCII digits that fit a version id (``str.isdigit`` also takes '²' and 5,000-digit strings)."""
+    return text.isascii() and text.isdigit() and len(text) <= 18
 
 
 def _pk_of(conn: Connection, rtype: str, rid: str) -> int:

@@ -92,12 +92,14 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
     _known_type(resource_type)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
     criteria = request.url.query
+    if_match = request.headers.get("if-match")
 
     def work() -> Written:
         if not criteria:
             raise NotFound("PUT needs an id (Type/id) or search criteria (Type?identifier=…)")
         with write_transaction(hub.engine) as conn:
-            return hub.store.conditional_update(conn, resource_type, criteria, body, now=hub.clock())
+            return hub.store.conditional_update(conn, resource_type, criteria, body, now=hub.clock(),
+                                                if_match=if_match)
 
     return _written_response(hub, await run_in_threadpool(work), request)
 
