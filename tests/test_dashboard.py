@@ -155,3 +155,23 @@ def _metric(html: str, name: str) -> str:
     found = re.search(rf'data-metric="{re.escape(name)}">([^<]*)<', html)
     assert found, name
     return found.group(1)
+
+
+def test_every_province_has_its_own_tile_on_the_schematic():
+    from emr.identity import load_provinces
+    from emr.reports.province_tiles import LAYOUT
+
+    provinces = load_provinces(Settings().data_dir / "provinces.yaml")
+    assert set(LAYOUT) == {p.post_2025_name_vi for p in provinces.values()}
+    assert len(set(LAYOUT.values())) == len(LAYOUT) == 34
+
+
+def test_the_schematic_colours_provinces_by_facilities_publishing(pilot):
+    from emr.reports.province_tiles import ALL_PUBLISHING, NO_FACILITY, NONE_PUBLISHING, SOME_PUBLISHING, province_tiles
+
+    assert 'aria-label="Cơ sở đã gửi dữ liệu theo tỉnh/thành"' in pilot.get("/dashboard").text
+    tiles = {t.label: t for t in province_tiles(figures(pilot)["provinces"])}
+    assert (tiles["Hà Nội"].fill, tiles["Hà Nội"].note) == (ALL_PUBLISHING[0], "1/1")
+    assert (tiles["Bắc Ninh"].fill, tiles["Bắc Ninh"].note) == (SOME_PUBLISHING[0], "1/4")
+    assert (tiles["An Giang"].fill, tiles["An Giang"].note) == (NONE_PUBLISHING[0], "0/4")
+    assert (tiles["Cà Mau"].fill, tiles["Cà Mau"].note) == (NO_FACILITY[0], "")

@@ -45,6 +45,43 @@ class Marker:
     style: str = "--"
 
 
+@dataclass(frozen=True)
+class Tile:
+    """One cell of a tile chart: where it sits (row 0 on top), its words and its colours."""
+
+    row: int
+    column: int
+    label: str
+    note: str
+    fill: str
+    ink: str = "#1d2733"
+
+
+def tile_chart(*, name: str, tiles: list[Tile], title: str, tile_width: float = 1.0,
+               tile_height: float = 0.46) -> str:
+    """Equal rectangles on a grid, each with a label and a note below it (a schematic,
+    not a map: positions are whatever the caller chose)."""
+    from matplotlib.patches import Rectangle
+
+    rows = max((t.row for t in tiles), default=0) + 1
+    columns = max((t.column for t in tiles), default=0) + 1
+    with _style():
+        figure = _figure(width=tile_width * columns + 0.1, height=tile_height * rows + 0.1)
+        axes = figure.add_subplot()
+        for t in tiles:
+            axes.add_patch(Rectangle((t.column + 0.03, -t.row - 0.94), 0.94, 0.88, facecolor=t.fill,
+                                     edgecolor="white", linewidth=1.0))
+            axes.text(t.column + 0.5, -t.row - (0.32 if t.note else 0.5), t.label, ha="center", va="center",
+                      fontsize=8.5, color=t.ink)
+            if t.note:
+                axes.text(t.column + 0.5, -t.row - 0.69, t.note, ha="center", va="center", fontsize=8.5,
+                          color=t.ink, fontweight="bold")
+        axes.set_xlim(0, columns)
+        axes.set_ylim(-rows, 0)
+        axes.set_axis_off()
+        return _svg(figure, name=name, title=title)
+
+
 def bar_chart(*, name: str, labels: list[str], values: list[int], title: str, width: float = 9.0) -> str:
     """Horizontal bars, first label on top, each bar labelled with its value (``title``
     is the chart's accessible name; the page shows its own heading)."""

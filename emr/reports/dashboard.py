@@ -22,6 +22,8 @@ from emr import adoption
 from emr.fhir.dates import VIETNAM_TZ
 from emr.reports import charts
 from emr.reports.dashboard_page import KNOWS, LIVE, PAGE, WORDS
+from emr.reports.province_tiles import ALL_PUBLISHING, NO_FACILITY, NONE_PUBLISHING, SOME_PUBLISHING, \
+    province_tiles
 from emr.reports.labels import GROUPS, KINDS, TEXT, fmt_date, fmt_int, fmt_share, pick, reason_label
 
 TOP_TESTS = 10
@@ -63,6 +65,9 @@ def render_live(metrics: dict[str, Any], *, lang: str, deadlines: Sequence[adopt
         facilities=[_facility(row, lang) for row in metrics["facilities"]],
         provinces=[_province(row, lang) for row in metrics["provinces"]],
         decisions=_decisions(metrics, lang), tests=_tests(metrics, lang),
+        legend=[{"colour": colour[0], "label": pick(WORDS[key], lang)} for key, colour in (
+            ("legend_none", NO_FACILITY), ("legend_zero", NONE_PUBLISHING), ("legend_some", SOME_PUBLISHING),
+            ("legend_all", ALL_PUBLISHING))],
         knows=[Markup(pick(line, lang)) for line in KNOWS])
 
 
@@ -142,6 +147,14 @@ def _bar_chart(name: str, labels: tuple[str, ...], values: tuple[int, ...], titl
         return charts.bar_chart(name=name, labels=list(labels), values=list(values), title=title, width=5.6)
 
 
+@lru_cache(maxsize=8)
+def _province_map(counts: tuple[tuple[str, int, int], ...], title: str) -> str:
+    """The province tiles, coloured by how many registry facilities publish (drawn once per distinct input)."""
+    rows = [{"province": name, "registry": registry, "publishing": publishing} for name, registry, publishing in counts]
+    with _DRAWING:
+        return charts.tile_chart(name="provinces", tiles=province_tiles(rows), title=title)
+
+
 def _short(name: str, limit: int = 34) -> str:
     return name if len(name) <= limit else name[: limit - 1].rstrip() + "…"
 
@@ -153,7 +166,8 @@ def _adoption(metrics: dict[str, Any], deadlines: Sequence[adoption.Deadline], l
     kinds = {r["code"]: r["kind"] for r in rows}
     until = adoption.last_day(metrics["as_of"][:7]) if metrics["as_of"] else None  # redrawn once a month
     chart = _adoption_chart(tuple(sorted(planned.items())), tuple(sorted(seen.items())), until, tuple(deadlines), lang)
-    return {"chart": Markup(chart),
+    counts = tuple((p["province"], p["registry"], p["publishing"]) for p in metrics["provinces"])
+    return {"chart": Markup(chart), "map": Markup(_province_map(counts, pick(WORDS["map_title"], lang))),
             "deadlines": [_deadline_line(seen, kinds, d, lang) for d in deadlines]}
 
 

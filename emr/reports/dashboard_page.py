@@ -51,6 +51,17 @@ WORDS = {
     "repeated_short": ("Làm lại", "Repeated"),
     "by_province": ("Theo tỉnh/thành (sau sáp nhập 1/7/2025)", "By province (after the 1 Jul 2025 merger)"),
     "facilities_short": ("Cơ sở (đã gửi/danh mục)", "Facilities (publishing/registry)"),
+    "province_short": ("Tỉnh/thành", "Province"),
+    "by_facility": ("Theo cơ sở", "By facility"),
+    "map_title": ("Cơ sở đã gửi dữ liệu theo tỉnh/thành", "Facilities publishing, by province"),
+    "schematic": ("Sơ đồ, không phải bản đồ: mỗi ô là một tỉnh/thành sau sáp nhập, xếp đại ý từ Bắc vào Nam; số trong "
+                  "ô là cơ sở đã gửi dữ liệu/cơ sở trong danh mục.",
+                  "A schematic, not a map: one tile per province after the merger, laid out roughly north to south; "
+                  "the figure in a tile is facilities publishing/facilities in the registry."),
+    "legend_none": ("Không có cơ sở trong danh mục", "No registry facility"),
+    "legend_zero": ("Chưa cơ sở nào gửi dữ liệu", "None publishing yet"),
+    "legend_some": ("Một phần đã gửi dữ liệu", "Some publishing"),
+    "legend_all": ("Tất cả đã gửi dữ liệu", "All publishing"),
     "decisions_title": ("Quyết định của bác sĩ khi có kết quả để dùng lại", "Doctors' decisions on results offered for reuse"),
     "decision_reused": ("Dùng lại kết quả, không làm lại", "Result reused, test not repeated"),
     "no_decisions": ("Chưa có quyết định nào được gửi lên.", "No decision has been published yet."),
@@ -112,6 +123,9 @@ td.key{white-space:nowrap}tr.idle td{color:#7a8591}#facilities{font-size:.8rem}#
 ul.facts{padding-left:20px}ul.facts li{margin:4px 0}
 svg.chart{width:100%;height:auto;display:block;margin:8px 0}{{ css }}
 .cols{display:grid;grid-template-columns:1fr 1fr;gap:22px}
+.cols.map{grid-template-columns:430px 1fr;align-items:start}.cols.map svg.chart{max-width:430px}
+ul.legend{list-style:none;padding:0;font-size:.82rem;display:flex;flex-wrap:wrap;gap:4px 16px}
+.swatch{display:inline-block;width:14px;height:14px;border-radius:2px;margin-right:6px;vertical-align:-2px}
 footer{max-width:1180px;margin:0 auto;padding:10px 28px 24px;font-size:.8rem;color:#5a6673}
 @media (max-width:900px){.cards{grid-template-columns:repeat(2,1fr)}.cols{grid-template-columns:1fr}}
 </style>
@@ -170,10 +184,29 @@ LIVE = """<div id="live" data-version="{{ version }}">
 
 <h2>{{ w.adoption_title }}</h2>
 {{ adoption.chart }}
+<div class="cols map">
+<div>{{ adoption.map }}</div>
+<div>
 <ul class="facts">
 {% for line in adoption.deadlines %}<li>{{ line }}</li>
 {% endfor %}
 </ul>
+<h3>{{ w.by_province }}</h3>
+<table id="provinces"><thead><tr><th>{{ w.province_short }}</th><th class="n">{{ w.facilities_short }}</th><th class="n">{{ w.results_short }}</th>
+<th class="n">{{ w.performed_short }}</th><th class="n">{{ w.reused_short }}</th><th class="n">{{ t.vnd_short }}</th></tr></thead>
+<tbody>
+{% for p in provinces %}
+<tr><td>{{ p.province }}</td><td class="n">{{ p.facilities }}</td>{% for value in p.numbers %}<td class="n">{{ value }}</td>{% endfor %}</tr>
+{% endfor %}
+</tbody></table>
+<ul class="legend">
+{% for item in legend %}<li><span class="swatch" style="background:{{ item.colour }}"></span>{{ item.label }}</li>
+{% endfor %}
+</ul>
+<p class="muted">{{ w.schematic }}</p>
+</div>
+</div>
+<h3>{{ w.by_facility }}</h3>
 <table id="facilities"><thead><tr><th>{{ t.code }}</th><th>{{ w.facility }}</th><th>{{ t.kind }}</th><th>{{ w.province }}</th>
 <th>{{ w.go_live }}</th><th>{{ w.first_visit }}</th><th class="n">{{ w.patients }}</th><th class="n">{{ w.results_short }}</th>
 <th class="n">{{ w.performed_short }}</th><th class="n">{{ w.reused_short }}</th><th class="n">{{ t.vnd_short }}</th></tr></thead>
@@ -182,14 +215,6 @@ LIVE = """<div id="live" data-version="{{ version }}">
 <tr{{ ' class="idle"'|safe if not f.publishing }} data-facility="{{ f.code }}"><td class="key">{{ f.code }}</td><td class="key">{{ f.name }}</td>
 <td class="key">{{ f.kind }}</td><td>{{ f.province }}</td><td class="key">{{ f.go_live }}</td><td class="key">{{ f.first_visit }}</td>
 {% for key, value in f.numbers %}<td class="n" data-metric="facilities.{{ f.code }}.{{ key }}">{{ value }}</td>{% endfor %}</tr>
-{% endfor %}
-</tbody></table>
-<h3>{{ w.by_province }}</h3>
-<table id="provinces"><thead><tr><th>{{ w.province }}</th><th class="n">{{ w.facilities_short }}</th><th class="n">{{ w.results_short }}</th>
-<th class="n">{{ w.performed_short }}</th><th class="n">{{ w.reused_short }}</th><th class="n">{{ t.vnd_short }}</th></tr></thead>
-<tbody>
-{% for p in provinces %}
-<tr><td>{{ p.province }}</td><td class="n">{{ p.facilities }}</td>{% for value in p.numbers %}<td class="n">{{ value }}</td>{% endfor %}</tr>
 {% endfor %}
 </tbody></table>
 
