@@ -4,7 +4,7 @@ Each resource is kept as the JSON the hub serves (``content``) plus rows in smal
 index tables that hold only what is searched. The index tables point at the
 resource's surrogate key ``pk`` so a search is a join on integers.
 
-SQLite (the default) runs in WAL mode; write transactions start with
+SQLite (the default) runs in WAL mode with ``synchronous=FULL``; write transactions start with
 ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock, and a busy
 writer waits instead of failing. PostgreSQL uses row locks (``SELECT … FOR UPDATE``)
 where SQLite relies on its single writer.
@@ -175,9 +175,12 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if ":memory:" not in url and url not in {"sqlite://", "sqlite:///"}:
             cursor.execute("PRAGMA journal_mode=WAL")
-        # NORMAL in WAL mode survives a killed process; only a power cut can lose
-        # the last commits. See the README's "Things that bite".
-        cursor.execute("PRAGMA synchronous=NORMAL")
+        # FULL: every commit fsyncs the WAL before the hub answers 2xx, so an
+        # acknowledged write survives a power cut or an OS crash, not only a killed
+        # process (NORMAL, WAL's default, syncs only at checkpoints and may lose the
+        # last commits). It costs one fsync per write transaction; see the README's
+        # "Things that bite" and tests/test_hub_durability.py.
+        cursor.execute("PRAGMA synchronous=FULL")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA busy_timeout=30000")
         cursor.close()
