@@ -22,7 +22,6 @@ from tests.browser import chromium, chromium_problem
 from tests.serving import served_hub
 
 WIDTH = 1280
-REPORT_HEIGHT = 1900  # key figures, why the rest were repeated, and the adoption chart
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +43,10 @@ def main(argv: list[str] | None = None) -> int:
             page.goto(f"{base.removesuffix('/fhir')}/dashboard?lang={args.lang}")
             page.screenshot(path=args.out / "dashboard.png", full_page=True)
             page.goto(report.as_uri())
+            # down to the adoption section's tables: key figures, reasons, the adoption chart and its facts
+            height = page.locator("div.cols").first.bounding_box()["y"]
             page.screenshot(path=args.out / "report.png", full_page=True,
-                            clip={"x": 0, "y": 0, "width": WIDTH, "height": REPORT_HEIGHT})
+                            clip={"x": 0, "y": 0, "width": WIDTH, "height": height})
     for name in ("dashboard.png", "report.png"):
         print(args.out / name)
     return 0

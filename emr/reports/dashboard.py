@@ -65,10 +65,15 @@ def render_live(metrics: dict[str, Any], *, lang: str, deadlines: Sequence[adopt
         facilities=[_facility(row, lang) for row in metrics["facilities"]],
         provinces=[_province(row, lang) for row in metrics["provinces"]],
         decisions=_decisions(metrics, lang), tests=_tests(metrics, lang),
-        legend=[{"colour": colour[0], "label": pick(WORDS[key], lang)} for key, colour in (
-            ("legend_none", NO_FACILITY), ("legend_zero", NONE_PUBLISHING), ("legend_some", SOME_PUBLISHING),
-            ("legend_all", ALL_PUBLISHING))],
+        legend=_legend(lang),
         knows=[Markup(pick(line, lang)) for line in KNOWS])
+
+
+def _legend(lang: str) -> list[dict[str, str]]:
+    """The colours of the province schematic and what they mean."""
+    keyed = (("legend_none", NO_FACILITY), ("legend_zero", NONE_PUBLISHING), ("legend_some", SOME_PUBLISHING),
+             ("legend_all", ALL_PUBLISHING))
+    return [{"colour": fill, "label": pick(WORDS[key], lang)} for key, (fill, _ink) in keyed]
 
 
 def _environment() -> Environment:
