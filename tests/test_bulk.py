@@ -42,6 +42,15 @@ def write_ndjson(path: Path, lines: list[dict | str]) -> Path:
     return path
 
 
+def act_as(client, facility: str) -> None:
+    """Speak for ``facility`` in the searches that follow, on a hub that checks who asks
+    (``tests.facility_clients.ActingFacility``): only it has a care relationship with
+    the patients it imported."""
+    auth = getattr(client, "auth", None)
+    if hasattr(auth, "last"):
+        auth.last = facility
+
+
 def count(hub, table, **where) -> int:
     t = table.__table__
     query = select(func.count()).select_from(t)
@@ -55,6 +64,7 @@ def test_imported_results_are_searchable_by_national_id(client, tmp_path):
     hub = client.app.state.hub
     result = bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines())], source="27001")
     assert (result.created, result.types) == (9, {"Patient": 3, "Observation": 6})
+    act_as(client, "27001")
     found = client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[1]}").json()
     assert found["total"] == 2
     subject = found["entry"][0]["resource"]["subject"]["reference"]
@@ -67,6 +77,11 @@ def test_imported_results_are_searchable_by_national_id(client, tmp_path):
 def test_check_reuse_sees_imported_results(client, tmp_path):
     hub = client.app.state.hub
     bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines())], source="27001")
+    bach_mai = patient(facility_code="01001", mrn="BM-1", national_id=NIDS[0], family="Nguyễn", given="Văn An",
+                       gender="male", birth_date="1985-04-12")  # the ordering hospital's own registration
+    bulk.import_files(hub, [write_ndjson(tmp_path / "bm.ndjson", [{**bach_mai, "id": "bm1"}])], source="01001")
+    person = client.get(f"/fhir/Person?identifier={NATIONAL_ID_SYSTEM}|{NIDS[0]}").json()["entry"][0]["resource"]
+    assert len(person["link"]) == 2  # one Person links both facilities' registrations
     params = [{"name": "patient", "valueIdentifier": {"system": NATIONAL_ID_SYSTEM, "value": NIDS[0]}},
               {"name": "facility", "valueIdentifier": {"system": FACILITY_CODE_SYSTEM, "value": "01001"}},
               {"name": "at", "valueDateTime": (T0 + timedelta(days=10)).isoformat()},
@@ -90,6 +105,7 @@ def test_importing_twice_stores_once_and_a_change_is_a_new_version(client, tmp_p
     lines[1] = {**lines[1], "status": "amended"}
     changed = bulk.import_files(hub, [write_ndjson(path, lines)], source="27001")
     assert (changed.created, changed.updated, changed.unchanged) == (0, 1, 8)
+    act_as(client, "27001")
     obs = client.get(f"/fhir/Observation/{bulk.hub_id('27001', 'Observation', 'o0-0')}").json()
     assert (obs["status"], obs["meta"]["versionId"]) == ("amended", "2")
 
@@ -101,6 +117,7 @@ def test_a_later_import_refers_to_patients_an_earlier_one_stored(client, tmp_pat
                       source="27001")
     bulk.import_files(hub, [write_ndjson(tmp_path / "o.ndjson", [ln for ln in lines if ln["resourceType"] != "Patient"])],
                       source="27001")
+    act_as(client, "27001")
     assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[2]}").json()["total"] == 2
     assert count(hub, ResultFact, national_id=NIDS[2]) == 2
 

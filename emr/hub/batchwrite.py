@@ -139,6 +139,9 @@ class BatchWriter:
         return pks
 
     def _run_hooks(self, rtype: str, written: list[tuple[int, dict]]) -> None:
+        for hook in self.store.hooks.get("*", []):  # hooks on every write (audit, access) run as ever
+            for pk, resource in written:
+                hook(self.conn, pk, resource, self.now)
         for hook in self.store.hooks.get(rtype, []):
             if isinstance(hook, PatientLinker):
                 self._link(hook, [r for _, r in written])

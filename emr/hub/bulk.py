@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 
 from emr.errors import EmrError, InvalidInput, Problem
 from emr.fhir import validate_resource
@@ -206,7 +206,21 @@ def load(hub: Hub, lines: list[SourceLine], *, source: str) -> ImportResult:
             else:
                 hub.store.update(conn, resource["resourceType"], resource["id"], resource, now=now)
                 result.updated += 1
+    analyze(hub.engine)
     return result
+
+
+def analyze(engine: Engine) -> None:
+    """Refresh the query planner's statistics after a bulk load.
+
+    Without them SQLite answers a conditional create (``identifier=system|value``) by
+    scanning every resource of the type instead of the identifier index: a cost that
+    grows with the data. The statistics are kept in the database file.
+    """
+    with engine.connect() as conn, conn.begin():
+        if conn.dialect.name == "sqlite":
+            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
+        conn.exec_driver_sql("ANALYZE")
 
 
 def _key(resource: dict) -> tuple[str, str]:

@@ -21,6 +21,7 @@ from sqlalchemy.engine import Connection
 
 from emr.fhir import LOINC_SYSTEM
 from emr.fhir.dates import parse_interval
+from emr.hub import memo
 from emr.hub.db import ResourceRow, ResultFact, TokenIndex
 from emr.hub.linking import national_ids_of
 from emr.hub.verification import patient_trusted
@@ -58,18 +59,22 @@ class FactLookups(Protocol):
 
 @dataclass(frozen=True)
 class DatabaseLookups:
-    """Lookups answered by the database, one query each (the per-resource write path)."""
+    """Lookups answered by the database (the per-resource write path), each asked once per
+    transaction until a Patient or Organization is written (``memo``)."""
 
     conn: Connection
 
     def national_id(self, patient_id: str | None) -> str | None:
-        return _national_id(self.conn, patient_id)
+        return memo.remembered(self.conn, "Patient", ("national-id", patient_id),
+                               lambda: _national_id(self.conn, patient_id))
 
     def facility_code(self, organization_id: str) -> str | None:
-        return facility_code_of(self.conn, organization_id)
+        return memo.remembered(self.conn, "Organization", ("facility-code", organization_id),
+                               lambda: facility_code_of(self.conn, organization_id))
 
     def trusted(self, patient_id: str | None) -> bool:
-        return patient_trusted(self.conn, patient_id)
+        return memo.remembered(self.conn, "Patient", ("trusted", patient_id),
+                               lambda: patient_trusted(self.conn, patient_id))
 
 
 def fact_rows(pk: int, observation: dict, lookups: FactLookups) -> list[dict]:

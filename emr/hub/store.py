@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from emr.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
 from emr.fhir import validate_resource
 from emr.fhir.dates import to_fhir_instant
-from emr.hub import search
+from emr.hub import memo, search
 from emr.hub.db import (
     INDEX_TABLES,
     ConditionalClaim,
@@ -286,6 +286,7 @@ def _claim(conn: Connection, rtype: str, key: str) -> None:
 
 
 def _drop_indexes(conn: Connection, pk: int) -> None:
+    memo.forget_all(conn)  # replacing or deleting is rare: forget every remembered answer
     for table in INDEX_TABLES:
         conn.execute(delete(table.__table__).where(table.__table__.c.resource_pk == pk))
 
@@ -319,13 +320,20 @@ def index_rows(pk: int, resource: dict, resolve: LogicalResolver) -> dict[type, 
 
 
 def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
+    memo.forget(conn, resource["resourceType"])
     rows = index_rows(pk, resource, lambda t, s, v: resolve_logical(conn, t, s, v))
     for table, table_rows in rows.items():
         _insert_many(conn, table, table_rows)
 
 
 def resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
-    """The id of the one resource that carries this identifier, if exactly one does."""
+    """The id of the one resource that carries this identifier, if exactly one does
+    (asked once per transaction until a ``target_type`` resource is written)."""
+    return memo.remembered(conn, target_type, ("identifier", system, value),
+                           lambda: _resolve_logical(conn, target_type, system, value))
+
+
+def _resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
     T = TokenIndex.__table__
     query = (select(R.c.id).join(T, T.c.resource_pk == R.c.pk).where(
         T.c.resource_type == target_type, T.c.param == "identifier", T.c.code == value,

@@ -17,6 +17,7 @@ from typing import Protocol
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.engine import Connection
 
+from emr.hub import memo
 from emr.hub.db import PatientIdentity, ResultFact
 from emr.hub.linking import national_ids_of
 from emr.identity import FACILITY_CODE_SYSTEM
@@ -39,10 +40,10 @@ class IdentityVerifier:
     def __call__(self, conn: Connection, _pk: int, patient: dict, _now: datetime) -> None:
         conn.execute(delete(I).where(I.c.patient_id == patient["id"]))
         row = self.identity_row(patient)
-        if row is None:
-            return
-        conn.execute(insert(I).values(row))
-        conn.execute(update(F).where(F.c.patient_id == patient["id"]).values(identity_ok=row["status"] in TRUSTED))
+        if row is not None:
+            conn.execute(insert(I).values(row))
+            conn.execute(update(F).where(F.c.patient_id == patient["id"]).values(identity_ok=row["status"] in TRUSTED))
+        memo.forget(conn, "Patient")  # its trust is what was just written
 
     def identity_row(self, patient: dict) -> dict | None:
         """The ``patient_identity`` row of a registration (None without a national ID);
