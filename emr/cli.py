@@ -32,6 +32,10 @@ def serve(
     db: Annotated[str | None, typer.Option(help="Database URL (default: EMR_DATABASE_URL or sqlite:///emr-hub.db)")] = None,
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on")] = 8080,
+    clients: Annotated[Path | None, typer.Option(help="Registered SMART clients: a YAML/JSON file or a directory "
+                                                      "(default: EMR_CLIENTS_PATH)")] = None,
+    no_auth: Annotated[bool, typer.Option("--no-auth", help="Serve without authentication or access rules, "
+                                                           "for local exploration only")] = False,
 ) -> None:
     """Start the coordination hub (FHIR R4B at /fhir) with the facility registry loaded."""
     import uvicorn
@@ -39,14 +43,25 @@ def serve(
     from emr.hub.app import create_app
 
     settings = Settings()
-    overrides = {"base_url": f"http://{host}:{port}/fhir"}
+    overrides: dict[str, object] = {"base_url": f"http://{host}:{port}/fhir"}
     if db:
         overrides["database_url"] = db
+    if clients:
+        overrides["clients_path"] = clients
+    if no_auth:
+        overrides["auth_required"] = False
     settings = settings.model_copy(update=overrides)
     try:
         application = create_app(settings)
     except EmrError as error:
         _fail(error)
+    hub = application.state.hub
+    if not hub.auth_required:
+        err.print("[bold white on red] WARNING: authentication is OFF (--no-auth) [/] anyone who can reach "
+                  f"{settings.base_url} can read and write every patient's data. Use it only on your own "
+                  "machine, with synthetic data.", highlight=False)
+    elif not len(hub.tokens.clients):
+        err.print("[yellow]No clients are registered (EMR_CLIENTS_PATH or --clients): nobody can get a token.[/]")
     out_console.print(f"Hub listening on [bold]{settings.base_url}[/] (database {settings.database_url})")
     uvicorn.run(application, host=host, port=port, log_level="warning")
 

@@ -25,3 +25,7 @@ class Settings(BaseSettings):
     max_bundle_entries: int = 1000
     default_page_size: int = 50
     max_page_size: int = 1000
+    # Security (SMART Backend Services). ``auth_required`` off is for local exploration only.
+    auth_required: bool = True
+    clients_path: Path | None = None  # a YAML/JSON file, or a directory of them, registering clients
+    token_lifetime_seconds: int = 300

@@ -10,6 +10,8 @@ non-zero. Nothing else in the project builds an HTTP error response.
     │   ├── ProfileViolation          422  processing  a resource fails the project's profile checks
     │   ├── UnsupportedSearch         400  not-supported   unknown search parameter or modifier
     │   └── DataFileError             400  invalid     a data file (hospitals/, scenarios/, data/) is wrong
+    ├── Unauthorized                  401  login       no valid access token
+    ├── Forbidden                     403  forbidden   the token's scopes, facility or the patient's consent do not allow it
     ├── NotFound                      404  not-found
     ├── Gone                          410  deleted
     ├── MethodNotAllowed              405  not-supported
@@ -80,6 +82,18 @@ class DataFileError(InvalidInput):
     pass
 
 
+class Unauthorized(EmrError):
+    """The request carries no valid access token (the hub answers with ``WWW-Authenticate``)."""
+
+    status = 401
+    issue_code = "login"
+
+
+class Forbidden(EmrError):
+    status = 403
+    issue_code = "forbidden"
+
+
 class NotFound(EmrError):
     status = 404
     issue_code = "not-found"
@@ -119,6 +133,7 @@ __all__ = [
     "Conflict",
     "DataFileError",
     "EmrError",
+    "Forbidden",
     "Gone",
     "InvalidInput",
     "InvalidNationalId",
@@ -128,6 +143,7 @@ __all__ = [
     "PreconditionFailed",
     "Problem",
     "ProfileViolation",
+    "Unauthorized",
     "UnsupportedMediaType",
     "UnsupportedSearch",
 ]

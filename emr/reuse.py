@@ -57,6 +57,7 @@ class PriorResult:
     lab_level: int  # of the performing facility's lab; 0 when unranked or unknown
     positive: bool | None  # None when the result says neither
     identity_verified: bool = True  # the source registration matched the population register
+    sharing_refused: bool = False  # another facility's result, and the patient refused sharing (a Consent)
 
 
 @dataclass(frozen=True)
@@ -78,6 +79,11 @@ class Decision:
 
 
 # ---------------------------------------------------------------- the rules
+
+def rule_consent(result: PriorResult, order: Order, policy: ReusePolicy) -> Reason | None:
+    """The patient refused sharing with other facilities: their results stay where they were made."""
+    return "consent" if result.sharing_refused else None
+
 
 def rule_identity_unverified(result: PriorResult, order: Order, policy: ReusePolicy) -> Reason | None:
     """A result filed under a registration the population register did not confirm may be someone else's."""
@@ -109,7 +115,7 @@ def rule_lab_not_recognised(result: PriorResult, order: Order, policy: ReusePoli
 
 
 RULES: tuple[Callable[[PriorResult, Order, ReusePolicy], Reason | None], ...] = (
-    rule_identity_unverified, rule_not_final, rule_expired, rule_negative, rule_lab_not_recognised,
+    rule_consent, rule_identity_unverified, rule_not_final, rule_expired, rule_negative, rule_lab_not_recognised,
 )
 
 

@@ -18,7 +18,8 @@ from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
 
 from emr.config import Settings
-from emr.hub.app import create_app
+from emr.hub.app import create_app, wall_clock
+from tests.facility_clients import ActingFacility, test_clients
 
 PG_DSN = os.environ.get("EMR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
 
@@ -86,9 +87,15 @@ def clock() -> FixedClock:
 
 
 def make_client(url: str, clock: FixedClock | None = None) -> TestClient:
+    """The real hub with authentication on: every facility is a registered client, and the
+    client sends each request with the token of the facility it speaks for
+    (``tests.facility_clients.ActingFacility``)."""
     settings_ = Settings(database_url=url, base_url="http://testserver/fhir")
-    app = create_app(settings_, clock=clock) if clock else create_app(settings_)
-    return TestClient(app, raise_server_exceptions=False)
+    now = clock or wall_clock
+    app = create_app(settings_, clock=now, clients=test_clients())
+    client = TestClient(app, raise_server_exceptions=False)
+    client.auth = ActingFacility(fhir_base=settings_.base_url, clock=now)
+    return client
 
 
 @pytest.fixture

@@ -16,6 +16,7 @@ import uvicorn
 
 from emr.config import Settings
 from emr.hub.app import create_app
+from tests.facility_clients import HubURL, test_clients
 
 
 def free_port() -> int:
@@ -31,7 +32,7 @@ def served_hub(database_url: str, **settings: object) -> Iterator[str]:
     the hub's other ``Settings`` fields."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    app = create_app(Settings(database_url=database_url, base_url=base, **settings))
+    app = create_app(Settings(database_url=database_url, base_url=base, **settings), clients=test_clients())
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -41,7 +42,7 @@ def served_hub(database_url: str, **settings: object) -> Iterator[str]:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.05)
-        yield base
+        yield HubURL(base)
     finally:
         server.should_exit = True
         thread.join(timeout=10)

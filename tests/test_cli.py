@@ -67,7 +67,7 @@ def _readme_block(heading: str) -> str:
 def test_readme_try_it_example_runs(sqlite_url):
     from tests.test_hub_concurrency import served_hub
 
-    with served_hub(sqlite_url) as base:
+    with served_hub(sqlite_url, auth_required=False) as base:  # the example runs the hub with --no-auth
         script = _readme_block("Try it").replace("http://127.0.0.1:8080/fhir", base)
         done = subprocess.run(["bash", "-c", "set -e\n" + script], capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr

@@ -33,7 +33,7 @@ def test_twenty_concurrent_conditional_creates_make_one_patient(served: str):
     barrier = threading.Barrier(20)
 
     def attempt(_: int) -> tuple[int, str]:
-        with httpx.Client(timeout=60) as http:
+        with httpx.Client(timeout=60, auth=served.auth_for("01001")) as http:
             barrier.wait()
             r = http.post(f"{served}/Patient", content=body,
                           headers={"Content-Type": "application/fhir+json", "If-None-Exist": criteria})
@@ -43,9 +43,11 @@ def test_twenty_concurrent_conditional_creates_make_one_patient(served: str):
         results = list(pool.map(attempt, range(20)))
     assert sorted(s for s, _ in results) == [200] * 19 + [201]
     assert len({rid for _, rid in results}) == 1
-    found = httpx.get(f"{served}/Patient", params={"identifier": f"{mrn_system('01001')}|RACE-1"}).json()
+    found = httpx.get(f"{served}/Patient", params={"identifier": f"{mrn_system('01001')}|RACE-1"},
+                      auth=served.auth_for("01001")).json()
     assert found["total"] == 1
-    persons = httpx.get(f"{served}/Person", params={"identifier": f"{NATIONAL_ID_SYSTEM}|{NID}"}).json()
+    persons = httpx.get(f"{served}/Person", params={"identifier": f"{NATIONAL_ID_SYSTEM}|{NID}"},
+                        auth=served.auth_for("01001")).json()
     assert persons["total"] == 1
 
 
@@ -57,11 +59,12 @@ def test_concurrent_registrations_from_facilities_make_one_person(served: str):
                        gender="female", birth_date="1985-03-03")
         return httpx.put(f"{served}/Patient", params={"identifier": f"{mrn_system(code)}|M-{code}"},
                          content=orjson.dumps(body), headers={"Content-Type": "application/fhir+json"},
-                         timeout=60).status_code
+                         timeout=60, auth=served.auth_for(code)).status_code
 
     with ThreadPoolExecutor(max_workers=len(facilities)) as pool:
         assert set(pool.map(register, facilities)) == {201}
-    persons = httpx.get(f"{served}/Person", params={"identifier": f"{NATIONAL_ID_SYSTEM}|{NID}"}).json()
+    persons = httpx.get(f"{served}/Person", params={"identifier": f"{NATIONAL_ID_SYSTEM}|{NID}"},
+                        auth=served.auth_for("01001")).json()
     assert persons["total"] == 1
     assert len(persons["entry"][0]["resource"]["link"]) == len(facilities)
 
@@ -69,7 +72,7 @@ def test_concurrent_registrations_from_facilities_make_one_person(served: str):
 def test_fhirpy_client_against_the_hub(served: str):
     from fhirpy import SyncFHIRClient
 
-    client = SyncFHIRClient(served)
+    client = SyncFHIRClient(served, authorization=served.bearer("27001"))
     body = patient(facility_code="27001", mrn="FP-1", national_id=NID, family="Đỗ", given="Thu Hà",
                    gender="female", birth_date="1985-03-03")
     created = client.resource("Patient", **body)

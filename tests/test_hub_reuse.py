@@ -86,6 +86,7 @@ def test_each_refusal_reason_through_the_hub(client):
     publish(client, regional, "27011", GLUCOSE, T0)
     publish(client, regional, "27011", HBA1C, T0, status="preliminary")
     publish(client, regional, "27011", BLOOD_CULTURE, T0, positive=False)
+    register(client, "01001", nid)  # Bạch Mai orders for its own registered patient (a treatment relationship)
     at = T0 + timedelta(hours=20)
     answers = ask(client, nid, "01001", [GLUCOSE, HBA1C, BLOOD_CULTURE, TROPONIN, "2160-0"], at)
     reasons = {code: a.get("reason", {}).get("valueCode") for code, a in answers.items()}
@@ -99,6 +100,7 @@ def test_results_follow_a_patient_linked_later(client):
                    gender="male", birth_date="1985-04-12")
     created = client.post("/fhir/Patient", content=orjson.dumps(body), headers=HDR).json()
     publish(client, created["id"], "01001", GLUCOSE, T0)
+    register(client, "27001", nid)  # the ordering facility's own registration: its relationship with the person
     assert ask(client, nid, "27001", [GLUCOSE], T0 + timedelta(hours=2))[GLUCOSE]["reason"]["valueCode"] == "no-prior-result"
     created["identifier"].append({"system": NATIONAL_ID_SYSTEM, "value": nid})
     client.put(f"/fhir/Patient/{created['id']}", content=orjson.dumps(created), headers=HDR)
@@ -167,7 +169,9 @@ def oracle(history, order_facility: str, loinc: str, at: datetime) -> tuple[str,
 def test_indexed_answer_equals_the_oracle(sqlite_client, history, order_facility, at_hours):
     client = sqlite_client
     nid = fresh_nid()
-    patients = {f: register(client, f, nid) for f in {h[0] for h in history}}
+    # Every facility involved registers the person, the ordering one too: a facility sees
+    # another's results only with a treatment relationship, as its order entry would have.
+    patients = {f: register(client, f, nid) for f in {h[0] for h in history} | {order_facility}}
     numbered = []
     for n, (facility, loinc, hours, status, positive) in enumerate(history):
         publish(client, patients[facility], facility, loinc, T0 + timedelta(hours=hours), status=status,

@@ -18,13 +18,19 @@ from emr.config import Settings
 from emr.catalog import load_facilities, load_tests
 from emr.errors import EmrError, Gone, NotFound
 from emr.fhir.builders import organization
+from emr.credentials import token_url_for
 from emr.hub import results
+from emr.hub.audit import AuditWriter
+from emr.hub.clients import ClientRegistry, load_clients
 from emr.hub.db import create_schema, make_engine, write_transaction
 from emr.hub.http import Hub, error_response, outcome_response
 from emr.hub.linking import PatientLinker
 from emr.hub.ordering import Catalogue
-from emr.hub.routes import cds, dashboard, fhir, operations
+from emr.hub.relationships import access_facts
+from emr.hub.routes import auth, cds, dashboard, fhir, operations
+from emr.hub.security import SecurityMiddleware
 from emr.hub.store import Store
+from emr.hub.tokens import TokenService
 from emr.hub.verification import IdentityRegistry, IdentityVerifier
 
 
@@ -33,16 +39,22 @@ def wall_clock() -> datetime:
 
 
 def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock,
-              registry: IdentityRegistry | None = None) -> Hub:
+              registry: IdentityRegistry | None = None, clients: ClientRegistry | None = None) -> Hub:
     """Load the registry and catalogue, open the database, and publish the facilities."""
     catalogue = Catalogue(facilities=load_facilities(settings.hospitals_dir),
                           tests=load_tests(settings.data_dir / "tests.yaml"))
+    if clients is None:
+        clients = (load_clients(settings.clients_path, facilities=catalogue.facilities)
+                   if settings.clients_path else ClientRegistry())
     engine = make_engine(settings.database_url)
     create_schema(engine)
     store = Store()
+    store.hooks["*"] = [AuditWriter(store), access_facts]  # audit first: a deletion still knows its patient
     store.hooks["Patient"] = [PatientLinker(store), results.patient_facts, IdentityVerifier(registry)]
     store.hooks["Observation"] = [results.observation_facts]
-    hub = Hub(settings=settings, engine=engine, store=store, catalogue=catalogue, clock=clock)
+    tokens = TokenService(clients=clients, engine=engine, clock=clock, token_url=token_url_for(settings.base_url),
+                          audience=settings.base_url.rstrip("/"), lifetime_seconds=settings.token_lifetime_seconds)
+    hub = Hub(settings=settings, engine=engine, store=store, catalogue=catalogue, clock=clock, tokens=tokens)
     publish_facilities(hub)
     return hub
 
@@ -61,14 +73,17 @@ def publish_facilities(hub: Hub) -> None:
 
 
 def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock,
-               registry: IdentityRegistry | None = None) -> FastAPI:
+               registry: IdentityRegistry | None = None, clients: ClientRegistry | None = None) -> FastAPI:
     """The hub. ``registry`` is the National Population Database to verify identities
-    against (the simulator passes its synthetic one); without it nothing is checked."""
-    hub = build_hub(settings, clock=clock, registry=registry)
+    against (the simulator passes its synthetic one); without it nothing is checked.
+    ``clients`` are the registered SMART clients (default: ``settings.clients_path``)."""
+    hub = build_hub(settings, clock=clock, registry=registry, clients=clients)
     app = FastAPI(title="emr coordination hub", version="0.1.0",
                   description="FHIR R4B coordination hub linking facilities by national ID.")
     app.state.hub = hub
     _install_error_handlers(app)
+    app.add_middleware(SecurityMiddleware, hub=hub)
+    app.include_router(auth.router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(operations.router)  # before the generic /{type}/{id} routes
     app.include_router(fhir.router)
     app.include_router(cds.router)

@@ -16,8 +16,10 @@ OPERATIONS: list[tuple[str, str, str]] = [
 ]
 
 
-def capability_statement(*, base_url: str, software_version: str, release_date: str) -> dict:
-    return {
+def capability_statement(*, base_url: str, software_version: str, release_date: str,
+                         token_url: str | None = None) -> dict:
+    """``token_url`` when the hub requires SMART Backend Services tokens (declared as its security service)."""
+    statement = {
         "resourceType": "CapabilityStatement",
         "status": "active",
         "date": release_date,
@@ -33,6 +35,25 @@ def capability_statement(*, base_url: str, software_version: str, release_date: 
             "resource": [_resource(t) for t in sorted(REGISTRY)],
             "operation": [{"name": name, "definition": url} for name, url, _ in OPERATIONS],
         }],
+    }
+    if token_url:
+        statement["rest"][0]["security"] = security(token_url)
+    return statement
+
+
+def security(token_url: str) -> dict:
+    return {
+        "cors": False,
+        "service": [{"coding": [{"system": "http://terminology.hl7.org/CodeSystem/restful-security-service",
+                                 "code": "SMART-on-FHIR", "display": "SMART-on-FHIR"}],
+                     "text": "SMART Backend Services: OAuth 2.0 client credentials with a signed JWT assertion"}],
+        "description": ("Every request needs a bearer token from the token endpoint (SMART Backend Services, "
+                        "RS384 or ES384 client assertions, SMART v2 system scopes). A facility writes only what "
+                        "it performed, authored or requested, and reads another facility's data about a patient "
+                        "only with a treatment relationship and the patient's consent; X-Purpose-Of-Use: ETREAT "
+                        "declares an emergency. Every access is recorded as an AuditEvent."),
+        "extension": [{"url": "http://fhir-registry.smarthealthit.org/StructureDefinition/oauth-uris",
+                       "extension": [{"url": "token", "valueUri": token_url}]}],
     }
 
 

@@ -12,7 +12,7 @@ where SQLite relies on its single writer.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event
@@ -154,6 +154,59 @@ class PatientIdentity(SQLModel, table=True):
     status: str = Field(max_length=16)  # verified | mismatch | unknown | not-checked
 
 
+class AccessFact(SQLModel, table=True):
+    """Who owns a resource (the facility that performed, authored or requested it) and
+    which patient it is about: what the access rules read. One row per owner."""
+
+    __tablename__ = "access_fact"
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    owner: str = Field(default="", max_length=16, index=True)  # facility code; "" for the hub's own
+    patient_id: str = Field(default="", max_length=64, index=True)  # "" when about no patient
+
+
+class CareLink(SQLModel, table=True):
+    """A treatment relationship: a registration, encounter, order or referral that
+    involves one facility and one patient."""
+
+    __tablename__ = "care_link"
+    __table_args__ = (Index("ix_care_link_lookup", "facility_code", "patient_id"),)
+
+    row: int | None = Field(default=None, primary_key=True)
+    resource_pk: int = Field(foreign_key="resource.pk", index=True)
+    facility_code: str = Field(max_length=16)
+    patient_id: str = Field(max_length=64)
+
+
+class PatientSubject(SQLModel, table=True):
+    """The person a Patient is: its national ID, or ``Patient/<id>`` until it has one."""
+
+    __tablename__ = "patient_subject"
+
+    patient_id: str = Field(primary_key=True, max_length=64)
+    subject: str = Field(max_length=80, index=True)
+
+
+class SharingRefusal(SQLModel, table=True):
+    """An active Consent whose provision denies sharing, by the patient it is about."""
+
+    __tablename__ = "sharing_refusal"
+
+    resource_pk: int = Field(primary_key=True, foreign_key="resource.pk")
+    patient_id: str = Field(max_length=64, index=True)
+
+
+class UsedAssertion(SQLModel, table=True):
+    """Each client assertion's ``jti``, kept until the assertion expires so it is never accepted twice."""
+
+    __tablename__ = "used_assertion"
+
+    client_id: str = Field(primary_key=True, max_length=128)
+    jti: str = Field(primary_key=True, max_length=255)
+    expires_at: int = Field(sa_column=Column(BigInteger, nullable=False, index=True))  # epoch seconds
+
+
 INDEX_TABLES = (TokenIndex, StringIndex, DateIndex, ReferenceIndex)
 
 
@@ -199,11 +252,35 @@ def create_schema(engine: Engine) -> None:
 
 @contextmanager
 def write_transaction(engine: Engine) -> Iterator[Connection]:
-    """A transaction that will write: IMMEDIATE on SQLite, ordinary elsewhere."""
+    """A transaction that will write: IMMEDIATE on SQLite, ordinary elsewhere.
+
+    Work registered with ``before_commit`` runs inside the transaction, just before it
+    commits (the audit trail of a request's writes); it is dropped when the block fails.
+    """
     with engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
-        with conn.begin():
-            yield conn
+        try:
+            with conn.begin():
+                yield conn
+                for work in conn.info.pop(BEFORE_COMMIT, []):
+                    work(conn)
+        finally:
+            conn.info.pop(BEFORE_COMMIT, None)
+            conn.info.pop(TRANSACTION_STATE, None)
+
+
+BEFORE_COMMIT = "emr_before_commit"
+TRANSACTION_STATE = "emr_transaction_state"
+
+
+def before_commit(conn: Connection, work: Callable[[Connection], None]) -> None:
+    """Run ``work(conn)`` at the end of the ``write_transaction`` that ``conn`` belongs to."""
+    conn.info.setdefault(BEFORE_COMMIT, []).append(work)
+
+
+def transaction_state(conn: Connection) -> dict:
+    """A dict that lives as long as the current ``write_transaction``, for work gathered along it."""
+    return conn.info.setdefault(TRANSACTION_STATE, {})
 
 
 @contextmanager

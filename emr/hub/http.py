@@ -15,7 +15,9 @@ from emr.config import Settings
 from emr.errors import EmrError, InvalidInput, PayloadTooLarge, Problem, UnsupportedMediaType
 from emr.fhir import operation_outcome
 from emr.hub.ordering import Catalogue
+from emr.credentials import token_url_for
 from emr.hub.store import Store
+from emr.hub.tokens import TokenService
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
@@ -30,10 +32,20 @@ class Hub:
     store: Store
     catalogue: Catalogue
     clock: Callable[[], datetime]
+    tokens: TokenService | None = None
 
     @property
     def base_url(self) -> str:
         return self.settings.base_url.rstrip("/")
+
+    @property
+    def auth_required(self) -> bool:
+        """False when the hub runs open (``emr serve --no-auth``): pages should say so loudly."""
+        return self.settings.auth_required
+
+    @property
+    def token_url(self) -> str:
+        return token_url_for(self.base_url)
 
 
 def hub_of(request: Request) -> Hub:

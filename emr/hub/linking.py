@@ -24,6 +24,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from emr.errors import InvalidInput, InvalidNationalId, NotFound
+from emr.hub import access, audit
 from emr.hub.db import PersonRow, ReferenceIndex, ResourceRow, TokenIndex
 from emr.hub.searchparams import normalise
 from emr.hub.store import Store
@@ -148,17 +149,25 @@ def person_resource(person_id: str, national_id: str, patients: list[dict], reas
 # ---------------------------------------------------------------- $ihe-pix
 
 def pix_query(conn: Connection, *, source_identifier: str, target_systems: list[str]) -> dict:
-    """IHE PIXm ITI-83: every identifier the hub knows for the person behind one identifier."""
+    """IHE PIXm ITI-83: every identifier the hub knows for the person behind one identifier —
+    among the registrations the caller may see (a source it may not see is not found)."""
+    access.require_scope("Patient", "s")
     system, _, value = source_identifier.partition("|")
     if not system or not value:
         raise InvalidInput("sourceIdentifier must be 'system|value'", location="sourceIdentifier")
-    sources = _patients_by_identifier(conn, system, value)
+    sources = _visible(conn, _patients_by_identifier(conn, system, value))
     if not sources:
         raise NotFound(f"no Patient carries the identifier {source_identifier}", location="sourceIdentifier")
     linked = {p["id"]: p for p in sources}
     for national_id in {n for p in sources for n in national_ids_of(p)}:
-        linked.update({p["id"]: p for p in _patients_with(conn, national_id)})
+        linked.update({p["id"]: p for p in _visible(conn, _patients_with(conn, national_id))})
+    audit.touched_patients(conn, sorted(linked))
     return _pix_parameters(list(linked.values()), skip=(system, value), target_systems=target_systems)
+
+
+def _visible(conn: Connection, patients: list[dict]) -> list[dict]:
+    allowed = access.visible_ids(conn, "Patient", [p["id"] for p in patients])
+    return [p for p in patients if p["id"] in allowed]
 
 
 def _patients_by_identifier(conn: Connection, system: str, value: str) -> list[dict]:

@@ -8,17 +8,17 @@ never disagree.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from sqlalchemy.engine import Connection
 
 from emr.catalog import Facility, LabTest
-from emr.errors import InvalidInput
+from emr.errors import Forbidden, InvalidInput
 from emr.fhir import LOINC_SYSTEM
 from emr.fhir.builders import facility_reference
 from emr.fhir.dates import parse_interval, to_fhir_instant
-from emr.hub import results
+from emr.hub import access, audit, results
 from emr.hub.verification import registration_trusted
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM, parse_national_id
 from emr.reuse import Decision, Order, PriorResult, ReusePolicy, decide
@@ -56,15 +56,39 @@ class CheckRequest:
 
 def check(conn: Connection, catalogue: Catalogue, request: CheckRequest) -> list[Decision]:
     """Decide every ordered test. An ordering facility the hub does not know gets the
-    strictest reading (only top-level labs recognised)."""
+    strictest reading (only top-level labs recognised).
+
+    The access rules apply as to a search: a facility asks only for its own orders, and
+    sees other facilities' results only with a treatment relationship with the person;
+    when the person refused sharing, another facility's result is refused (``consent``)."""
+    access.require_scope("Observation", "s")
+    request = _as_caller(request)
+    decisions = _decide(conn, catalogue, request)
+    audit.touched_person(conn, request.national_id,
+                         [f"Observation/{d.result.observation_id}" for d in decisions if d.result])
+    return decisions
+
+
+def _as_caller(request: CheckRequest) -> CheckRequest:
+    principal = access.current()
+    if principal is None or request.facility_code in ("", principal.facility):
+        return request if principal is None else replace(request, facility_code=principal.facility)
+    raise Forbidden(f"facility {principal.facility} may ask only about its own orders, not facility "
+                    f"{request.facility_code}'s", location="facility")
+
+
+def _decide(conn: Connection, catalogue: Catalogue, request: CheckRequest) -> list[Decision]:
     known = request.facility_code in catalogue.facilities
     order_level = catalogue.lab_level(request.facility_code) if known else STRICTEST_LEVEL
     if not registration_trusted(conn, national_id=request.national_id, facility_code=request.facility_code):
         return [Decision(loinc, "repeat", "identity-unverified", price_vnd=catalogue.policy(loinc).price_vnd)
                 for loinc in request.loincs]
-    found = results.candidates(conn, national_id=request.national_id, loincs=request.loincs, at=request.at)
+    related, refused = access.sharing(conn, national_id=request.national_id)
+    found = results.candidates(conn, national_id=request.national_id, loincs=request.loincs, at=request.at,
+                               only_from=None if related else request.facility_code)
     priors = [PriorResult(f.observation_id, f.loinc, f.status, f.collected, f.performer_code,
-                          catalogue.lab_level(f.performer_code), f.positive, f.identity_ok) for f in found]
+                          catalogue.lab_level(f.performer_code), f.positive, f.identity_ok,
+                          sharing_refused=refused and f.performer_code != request.facility_code) for f in found]
     return [decide(Order(loinc, request.at, request.facility_code, order_level), catalogue.policy(loinc), priors)
             for loinc in request.loincs]
 

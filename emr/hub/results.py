@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Protocol
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import delete, func, insert, literal, select, update
 from sqlalchemy.engine import Connection
 
 from emr.fhir import LOINC_SYSTEM
@@ -110,14 +110,17 @@ def patient_facts(conn: Connection, _pk: int, patient: dict, _now: datetime) -> 
     conn.execute(update(F).where(F.c.patient_id == patient["id"]).values(national_id=ids[0] if ids else None))
 
 
-def candidates(conn: Connection, *, national_id: str, loincs: list[str], at: datetime) -> list[FactRow]:
-    """The newest results (up to ten per test) collected no later than ``at``: one indexed query."""
+def candidates(conn: Connection, *, national_id: str, loincs: list[str], at: datetime,
+               only_from: str | None = None) -> list[FactRow]:
+    """The newest results (up to ten per test) collected no later than ``at``: one indexed query.
+    ``only_from``: just this facility's own results (the caller may not see the others')."""
+    own = F.c.performer_code == only_from if only_from is not None else literal(True)
     ranked = select(
         F.c.observation_id, F.c.loinc, F.c.status, F.c.collected_ms, F.c.performer_code, F.c.positive,
         F.c.identity_ok,
         func.row_number().over(partition_by=F.c.loinc, order_by=(F.c.collected_ms.desc(), F.c.row.desc())).label("n"),
     ).where(F.c.national_id == national_id, F.c.loinc.in_(loincs),
-            F.c.collected_ms <= int(at.timestamp() * 1000)).subquery()
+            F.c.collected_ms <= int(at.timestamp() * 1000), own).subquery()
     rows = conn.execute(select(ranked).where(ranked.c.n <= CANDIDATES_PER_TEST)).all()
     return [FactRow(r.observation_id, r.loinc, r.status,
                     datetime.fromtimestamp(r.collected_ms / 1000, tz=timezone.utc), r.performer_code, r.positive,

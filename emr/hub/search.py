@@ -25,6 +25,7 @@ from sqlalchemy.sql import ColumnElement
 
 from emr.errors import InvalidInput, UnsupportedSearch
 from emr.fhir.dates import MAX_MS, Interval, parse_interval, split_prefix
+from emr.hub import access, audit
 from emr.hub.db import DateIndex, ReferenceIndex, ResourceRow, StringIndex, TokenIndex
 from emr.hub.searchparams import SearchParam, normalise, params_for
 
@@ -320,7 +321,10 @@ def _identifier_lookup() -> Select:
 
 
 def run(conn: Connection, query: Query) -> Page:
-    where = _where(R, query.resource_type, query.filters)
+    """One page of matches the caller may see; ``total`` counts only those (the access rule is
+    part of the SQL condition, so paging and counting stay exact)."""
+    access.require_scope(query.resource_type, "s")
+    where = access.restrict(_where(R, query.resource_type, query.filters))
     snapshot = query.cursor["s"] if query.cursor else conn.execute(select(func.max(R.c.pk))).scalar() or 0
     where = and_(where, R.c.pk <= snapshot)
     total = conn.execute(select(func.count()).select_from(R).where(where)).scalar_one()
@@ -335,6 +339,7 @@ def run(conn: Connection, query: Query) -> Page:
     more = len(rows) > query.count
     rows = rows[: query.count]
     cursor = _encode_cursor({"k": rows[-1].k, "p": rows[-1].pk, "s": snapshot}) if more else None
+    audit.touched_rows(conn, [(r.pk, f"{r.resource_type}/{r.id}") for r in rows])
     included = _included(conn, query, [r.pk for r in rows])
     return Page([(r.resource_type, r.id, r.content) for r in rows], total, cursor, included)
 
@@ -366,10 +371,11 @@ def _included(conn: Connection, query: Query, pks: list[int]) -> list[tuple[str,
     found = {(t, i) for t, i in conn.execute(targets).all()}
     out = []
     for target_type, target_id in sorted(found):
-        row = conn.execute(select(R.c.content).where(
-            R.c.resource_type == target_type, R.c.id == target_id, R.c.deleted.is_(False))).first()
+        row = conn.execute(select(R.c.pk, R.c.content).where(access.restrict(and_(
+            R.c.resource_type == target_type, R.c.id == target_id, R.c.deleted.is_(False))))).first()
         if row:
             out.append((target_type, target_id, row.content))
+            audit.touched_rows(conn, [(row.pk, f"{target_type}/{target_id}")])
     return out
 
 

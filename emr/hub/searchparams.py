@@ -120,6 +120,31 @@ REGISTRY: dict[str, tuple[SearchParam, ...]] = {
            doc="What was done about the issue (mitigation.action): for a reuse decision, reused or repeated "
                "and the doctor's override reason; not a standard FHIR parameter"),
     ),
+    "Consent": (
+        _p("identifier", "token", "identifier"),
+        _p("patient", "reference", "patient", targets=_SUBJECT),
+        _p("status", "token", "status"),
+        _p("category", "token", "category"),
+        _p("date", "date", "dateTime"),
+        _p("organization", "reference", "organization", targets=_ORG),
+        _p("provision-type", "token", "provision.type",
+           doc="deny or permit (provision.type): deny refuses sharing with other facilities; not a standard "
+               "FHIR parameter"),
+    ),
+    "AuditEvent": (
+        _p("patient", "reference", "entity.what", targets=_SUBJECT,
+           doc="The patient whose data was accessed (entity.what); patient.identifier finds every access "
+               "to a person by national ID"),
+        _p("entity", "reference", "entity.what", targets=_SUBJECT + ("Observation", "DiagnosticReport")),
+        _p("agent", "reference", "agent.who", targets=_ORG),
+        _p("date", "date", "recorded"),
+        _p("action", "token", "action"),
+        _p("outcome", "token", "outcome"),
+        _p("subtype", "token", "subtype"),
+        _p("type", "token", "type"),
+        _p("purpose", "token", "purposeOfEvent", "agent.purposeOfUse",
+           doc="Purpose of use: TREAT, or ETREAT/BTG for an emergency (break-glass) access"),
+    ),
 }
 
 

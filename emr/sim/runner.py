@@ -1,7 +1,12 @@
 """``emr simulate``: load a scenario and its world, start or reach a hub, run, write the record.
 
 Each facility gets its own simulated network link to the hub (with the scenario's
-outages and faults) and its own outbox, a SQLite file under ``<out>/outbox/``.
+outages and faults) and its own outbox, a SQLite file under ``<out>/outbox/``. Each
+authenticates as a SMART Backend Services client, ``sim-<code>``, with a key pair
+derived from the run's seed: the in-process hub registers exactly those clients and
+runs on the simulated clock, so tokens expire and are renewed in simulated time and
+the same seed still gives the same run. A hub reached with ``--hub`` must have the
+run's clients registered (``emr clients --seed N``), or run ``--no-auth``.
 """
 
 from __future__ import annotations
@@ -17,7 +22,9 @@ import httpx
 
 from emr.catalog import load_facilities, load_tests
 from emr.config import Settings
+from emr.credentials import ClientKey, SmartAuth, seeded_key, token_url_for
 from emr.errors import DataFileError
+from emr.hub.clients import facility_client, registry_of
 from emr.reuse import OVERRIDE_REASONS
 from emr.sim.clock import SimClock
 from emr.sim.engine import World, build_population, run, start_of
@@ -28,6 +35,8 @@ from emr.sim.population import load_population_tables
 from emr.sim.record import summarise, write_run
 from emr.sim.registry import PopulationRegistry
 from emr.sim.scenario import cross_check, find_scenario, load_scenario
+
+SIM_SCOPES = "system/*.cruds"  # the hub grants what a facility's registration allows
 
 
 @dataclass(frozen=True)
@@ -61,9 +70,10 @@ def simulate(settings: Settings, request: SimulationRequest,
     registry = PopulationRegistry(citizens)
     clock = SimClock(start_of(world))
     delivered: dict[str, datetime] = {}
-    with _hub_client(settings, request, registry) as http:
+    keys = {code: seeded_key(world.seed, code) for code in world.scenario.facilities}
+    with _hub_client(settings, request, registry, clock=clock, keys=keys) as (http, auth_for):
         clients = {code: _facility(world, code, forward=http.send, base_url=str(http.base_url), clock=clock,
-                                   delivered=delivered, outbox_dir=request.out / "outbox")
+                                   delivered=delivered, outbox_dir=request.out / "outbox", auth=auth_for(code))
                    for code in world.scenario.facilities}
         try:
             record = run(world, clients=clients, citizens=citizens, clock=clock, delivered=delivered,
@@ -79,22 +89,29 @@ def simulate(settings: Settings, request: SimulationRequest,
 
 
 def _facility(world: World, code: str, *, forward: Forward, base_url: str, clock: SimClock,
-              delivered: dict[str, datetime], outbox_dir: Path) -> FacilityClient:
-    """A facility's EMR: its network link to the hub and its outbox (a fresh file per run)."""
+              delivered: dict[str, datetime], outbox_dir: Path, auth: SmartAuth | None) -> FacilityClient:
+    """A facility's EMR: its network link to the hub, its credentials and its outbox (a fresh file per run)."""
     link = Link(code, forward, clock, random.Random(f"{world.seed}:network:{code}"),
                 outages=world.scenario.hub_outages, faults=world.scenario.network, delivered=delivered)
-    client = FacilityClient(world.facilities[code], httpx.Client(base_url=base_url, transport=LinkTransport(link)),
-                            link=link)
+    http = httpx.Client(base_url=base_url, transport=LinkTransport(link), auth=auth)
+    client = FacilityClient(world.facilities[code], http, link=link)
     client.courier = Courier(Outbox(_fresh_file(outbox_dir / f"{code}.db")), send=client.deliver, clock=clock,
                              rng=random.Random(f"{world.seed}:outbox:{code}"))
     return client
 
 
+AuthFor = Callable[[str], SmartAuth | None]
+
+
 @contextmanager
-def _hub_client(settings: Settings, request: SimulationRequest, registry: PopulationRegistry) -> Iterator[httpx.Client]:
+def _hub_client(settings: Settings, request: SimulationRequest, registry: PopulationRegistry, *,
+                clock: SimClock, keys: dict[str, ClientKey]) -> Iterator[tuple[httpx.Client, AuthFor]]:
+    """The connection to the hub, and each facility's credentials for it (None: the hub asks for none)."""
     if request.hub:
-        with httpx.Client(base_url=request.hub.rstrip("/") + "/", timeout=60) as http:
-            yield http
+        base = request.hub.rstrip("/")
+        with httpx.Client(base_url=base + "/", timeout=60) as http:
+            open_hub = http.get(".well-known/smart-configuration").status_code == 404
+            yield http, lambda code: None if open_hub else _auth(code, keys[code], base, _wall_clock())
         return
     from fastapi.testclient import TestClient
 
@@ -102,13 +119,36 @@ def _hub_client(settings: Settings, request: SimulationRequest, registry: Popula
 
     request.out.mkdir(parents=True, exist_ok=True)
     url = request.db or _fresh_sqlite(request.out / "hub.db")
-    hub_settings = settings.model_copy(update={"database_url": url, "base_url": "http://hub.local/fhir"})
-    app = create_app(hub_settings, registry=registry)
+    base = "http://hub.local/fhir"
+    hub_settings = settings.model_copy(update={"database_url": url, "base_url": base})
+    clients = registry_of(facility_client(client_id(code), code, key.jwks()) for code, key in keys.items())
+    hub_clock = _reading(clock)
+    app = create_app(hub_settings, registry=registry, clients=clients, clock=hub_clock)
     try:
-        with TestClient(app, base_url="http://hub.local/fhir/") as http:
-            yield http
+        with TestClient(app, base_url=base + "/") as http:
+            yield http, lambda code: _auth(code, keys[code], base, hub_clock)
     finally:
         app.state.hub.engine.dispose()
+
+
+def client_id(code: str) -> str:
+    """The SMART client id of a simulated facility's EMR."""
+    return f"sim-{code}"
+
+
+def _auth(code: str, key: ClientKey, base: str, clock: Callable[[], datetime]) -> SmartAuth:
+    return SmartAuth(client_id=client_id(code), key=key, token_url=token_url_for(base), scope=SIM_SCOPES,
+                     clock=clock)
+
+
+def _reading(clock: SimClock) -> Callable[[], datetime]:
+    return lambda: clock.now
+
+
+def _wall_clock() -> Callable[[], datetime]:
+    from emr.hub.app import wall_clock  # a hub elsewhere runs on real time
+
+    return wall_clock
 
 
 def _fresh_sqlite(path: Path) -> str:

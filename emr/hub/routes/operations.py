@@ -21,7 +21,8 @@ router = APIRouter(prefix="/fhir")
 async def metadata(request: Request) -> Response:
     hub = hub_of(request)
     return fhir_response(capability_statement(
-        base_url=hub.base_url, software_version=version("emr"), release_date="2026-11-25"))
+        base_url=hub.base_url, software_version=version("emr"), release_date="2026-11-25",
+        token_url=hub.token_url if hub.auth_required else None))
 
 
 @router.get("/Patient/$ihe-pix")
