@@ -340,3 +340,24 @@ def test_wrong_content_type_is_415(client):
 
 def test_unknown_route_is_an_operation_outcome(client):
     outcome(client.get("/fhir/Patient/x/y/z/w"), 404)
+
+
+def test_search_by_post_reads_a_form_body(client):
+    """POST Type/_search used Starlette's form parser, which needs a package the hub does not
+    install: every such search was a 500."""
+    created = post(client, "Patient", patient(facility_code="01001", mrn="FORM-1", national_id=NID, family="A",
+                                              given="B", gender="male", birth_date="1985")).json()
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    found = client.post("/fhir/Patient/_search", content=f"identifier={mrn_system('01001')}|FORM-1", headers=form)
+    assert found.status_code == 200 and [e["resource"]["id"] for e in found.json()["entry"]] == [created["id"]]
+    outcome(client.post("/fhir/Patient/_search", content=b"{}", headers=HDR), 415)
+
+
+@pytest.mark.parametrize("field, value", [("birthDate", 0), ("active", "true"), ("gender", True)])
+def test_a_primitive_in_the_wrong_json_type_is_refused(client, field, value):
+    """The R4B models read 0 as a date and "true" as a boolean; FHIR JSON does not, and the
+    hub must not store (and later serve) what other clients cannot read."""
+    body = patient(facility_code="01001", mrn="TYPE-1", national_id=NID, family="A", given="B",
+                   gender="male", birth_date="1985") | {field: value}
+    issue = outcome(post(client, "Patient", body), 422)["issue"]
+    assert [i["expression"] for i in issue] == [[f"Patient.{field}"]]

@@ -110,6 +110,7 @@ def test_results_follow_a_patient_linked_later(client):
 @pytest.mark.parametrize("body, where", [
     ({"resourceType": "Patient"}, "resourceType"),
     ({"resourceType": "Parameters", "parameter": []}, "patient"),
+    ({"resourceType": "Parameters", "parameter": 1.0}, "Parameters.parameter"),  # was a 500
 ])
 def test_bad_check_reuse_requests_get_an_operation_outcome(client, body, where):
     r = client.post("/fhir/$check-reuse", content=orjson.dumps(body), headers=HDR)

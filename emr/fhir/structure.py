@@ -19,6 +19,7 @@ from functools import cache
 from typing import Any
 
 from emr.errors import InvalidInput, Problem, ProfileViolation
+from emr.fhir.primitives import json_type_problems
 
 _ABSTRACT = frozenset({"Resource", "DomainResource"})
 _MAX_SHOWN = 80  # characters of an offending value quoted back in a message
@@ -187,6 +188,9 @@ def _validate(resource: dict) -> tuple[Any, list[Problem]]:
         return None, embedded or [reason]
     if embedded:  # the models let ``contained: [{}]`` through
         return None, embedded
+    coerced = json_type_problems(resource, klass)  # the models accept 0 for a date, "true" for a boolean
+    if coerced:
+        return None, coerced
     return model, []
 
 

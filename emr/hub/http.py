@@ -6,6 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
+from urllib.parse import parse_qsl
+
 import orjson
 from fastapi import Request
 from fastapi.responses import Response
@@ -21,6 +23,7 @@ from emr.hub.tokens import TokenService
 
 FHIR_JSON = "application/fhir+json"
 ACCEPTED_TYPES = {"application/fhir+json", "application/json", "application/json+fhir"}
+FORM = "application/x-www-form-urlencoded"
 
 
 @dataclass
@@ -67,6 +70,26 @@ def outcome_response(status: int, message: str, *, code: str = "invalid", locati
 async def read_json(request: Request, *, max_bytes: int) -> object:
     """The request body as JSON, after the content type and size checks."""
     _check_content_type(request.headers.get("content-type"))
+    return parse_json(await _read_body(request, max_bytes=max_bytes))
+
+
+async def read_form(request: Request, *, max_bytes: int) -> list[tuple[str, str]]:
+    """The search parameters of a ``POST Type/_search`` body (``application/x-www-form-urlencoded``).
+
+    Parsed here rather than by Starlette, whose form parser needs an optional package
+    the hub does not install and would answer 500 without it.
+    """
+    media = (request.headers.get("content-type") or FORM).split(";")[0].strip().lower()
+    if media != FORM:
+        raise UnsupportedMediaType(f"a search body must be {FORM}, not '{media}'", location="Content-Type")
+    body = await _read_body(request, max_bytes=max_bytes)
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError as exc:
+        raise InvalidInput(f"the search body is not UTF-8: {exc}") from exc
+
+
+async def _read_body(request: Request, *, max_bytes: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared and declared.isdigit() and int(declared) > max_bytes:
         raise PayloadTooLarge(f"the body is {declared} bytes; this hub takes at most {max_bytes}")
@@ -75,7 +98,7 @@ async def read_json(request: Request, *, max_bytes: int) -> object:
         body.extend(chunk)
         if len(body) > max_bytes:
             raise PayloadTooLarge(f"the body is larger than this hub's limit of {max_bytes} bytes")
-    return parse_json(bytes(body))
+    return bytes(body)
 
 
 def parse_json(body: bytes) -> object:

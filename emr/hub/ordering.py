@@ -98,7 +98,10 @@ def _decide(conn: Connection, catalogue: Catalogue, request: CheckRequest) -> li
 def parse_parameters(body: object, *, now: datetime, catalogue: Catalogue) -> CheckRequest:
     if not isinstance(body, dict) or body.get("resourceType") != "Parameters":
         raise InvalidInput("$check-reuse takes a Parameters resource", location="resourceType")
-    params = [p for p in body.get("parameter") or [] if isinstance(p, dict)]
+    listed = body.get("parameter") or []
+    if not isinstance(listed, list):
+        raise InvalidInput("Parameters.parameter must be a list", location="Parameters.parameter")
+    params = [p for p in listed if isinstance(p, dict)]
     national_id = _identifier(params, "patient", NATIONAL_ID_SYSTEM)
     parse_national_id(national_id)
     facility = _identifier(params, "facility", FACILITY_CODE_SYSTEM)

@@ -10,16 +10,18 @@ from emr.errors import NotFound
 from emr.hub import cds, ordering
 from emr.hub.db import read_transaction
 from emr.hub.http import hub_of, read_json
+from emr.hub.openapi import CDS_CARDS, CDS_DISCOVERY, CDS_REQUEST, answers, fhir_body
 
 router = APIRouter(prefix="/cds-services")
 
 
-@router.get("")
+@router.get("", responses=answers(CDS_DISCOVERY, media="application/json"))
 async def discovery() -> Response:
     return JSONResponse(cds.discovery())
 
 
-@router.post("/{service_id}")
+@router.post("/{service_id}", responses=answers(CDS_CARDS, media="application/json"),
+             openapi_extra=fhir_body(CDS_REQUEST, media="application/json"))
 async def call_service(request: Request, service_id: str) -> Response:
     hub = hub_of(request)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Annotated
 from urllib.parse import urlencode
 
 import orjson
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Path, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
@@ -14,10 +15,14 @@ from emr.errors import NotFound
 from emr.fhir import bundle, model_class
 from emr.hub import bundles, search
 from emr.hub.db import read_transaction, write_transaction
-from emr.hub.http import Hub, fhir_response, hub_of, read_json, version_headers
+from emr.hub.http import Hub, fhir_response, hub_of, read_form, read_json, version_headers
+from emr.hub.openapi import (
+    BUNDLE, FORM, RESOURCE, SEARCH_QUERY, FhirJSONResponse, answers, fhir_body, resource_types,
+)
 from emr.hub.store import Written
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", default_response_class=FhirJSONResponse)
+TypeName = Annotated[str, Path(description="A FHIR R4B resource type", json_schema_extra={"enum": resource_types()})]
 
 
 def _known_type(resource_type: str) -> str:
@@ -43,7 +48,7 @@ def _written_response(hub: Hub, written: Written, request: Request) -> Response:
 
 # ------------------------------------------------------------------ whole system
 
-@router.post("")
+@router.post("", responses=answers(BUNDLE), openapi_extra=fhir_body(BUNDLE))
 @router.post("/", include_in_schema=False)
 async def system_bundle(request: Request) -> Response:
     hub = hub_of(request)
@@ -54,25 +59,26 @@ async def system_bundle(request: Request) -> Response:
 
 # ------------------------------------------------------------------ type level
 
-@router.get("/{resource_type}")
-async def search_type(request: Request, resource_type: str) -> Response:
+@router.get("/{resource_type}", responses=answers(BUNDLE), openapi_extra={"parameters": SEARCH_QUERY})
+async def search_type(request: Request, resource_type: TypeName) -> Response:
     hub = hub_of(request)
     pairs = list(request.query_params.multi_items())
     result = await run_in_threadpool(searchset, hub, _known_type(resource_type), pairs, lenient=_lenient(request))
     return fhir_response(result)
 
 
-@router.post("/{resource_type}/_search")
-async def search_type_post(request: Request, resource_type: str) -> Response:
+@router.post("/{resource_type}/_search", responses=answers(BUNDLE),
+             openapi_extra=fhir_body({"type": "object", "additionalProperties": {"type": "string"}}, media=FORM))
+async def search_type_post(request: Request, resource_type: TypeName) -> Response:
     hub = hub_of(request)
-    form = await request.form()
-    pairs = list(request.query_params.multi_items()) + [(k, str(v)) for k, v in form.multi_items()]
+    form = await read_form(request, max_bytes=hub.settings.max_body_bytes)
+    pairs = list(request.query_params.multi_items()) + form
     result = await run_in_threadpool(searchset, hub, _known_type(resource_type), pairs, lenient=_lenient(request))
     return fhir_response(result)
 
 
-@router.post("/{resource_type}")
-async def create(request: Request, resource_type: str) -> Response:
+@router.post("/{resource_type}", responses=answers(RESOURCE, created=True), openapi_extra=fhir_body(RESOURCE))
+async def create(request: Request, resource_type: TypeName) -> Response:
     hub = hub_of(request)
     _known_type(resource_type)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
@@ -86,8 +92,8 @@ async def create(request: Request, resource_type: str) -> Response:
     return _written_response(hub, await run_in_threadpool(work), request)
 
 
-@router.put("/{resource_type}")
-async def conditional_update(request: Request, resource_type: str) -> Response:
+@router.put("/{resource_type}", responses=answers(RESOURCE, created=True), openapi_extra=fhir_body(RESOURCE))
+async def conditional_update(request: Request, resource_type: TypeName) -> Response:
     hub = hub_of(request)
     _known_type(resource_type)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
@@ -106,8 +112,8 @@ async def conditional_update(request: Request, resource_type: str) -> Response:
 
 # ------------------------------------------------------------------ instance level
 
-@router.get("/{resource_type}/{rid}")
-async def read(request: Request, resource_type: str, rid: str) -> Response:
+@router.get("/{resource_type}/{rid}", responses=answers(RESOURCE))
+async def read(request: Request, resource_type: TypeName, rid: str) -> Response:
     hub = hub_of(request)
 
     def work() -> dict:
@@ -118,8 +124,8 @@ async def read(request: Request, resource_type: str, rid: str) -> Response:
     return fhir_response(resource, headers=version_headers(resource))
 
 
-@router.put("/{resource_type}/{rid}")
-async def update(request: Request, resource_type: str, rid: str) -> Response:
+@router.put("/{resource_type}/{rid}", responses=answers(RESOURCE, created=True), openapi_extra=fhir_body(RESOURCE))
+async def update(request: Request, resource_type: TypeName, rid: str) -> Response:
     hub = hub_of(request)
     _known_type(resource_type)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
@@ -132,8 +138,8 @@ async def update(request: Request, resource_type: str, rid: str) -> Response:
     return _written_response(hub, await run_in_threadpool(work), request)
 
 
-@router.delete("/{resource_type}/{rid}")
-async def delete(request: Request, resource_type: str, rid: str) -> Response:
+@router.delete("/{resource_type}/{rid}", status_code=204, responses=answers(None, status=204))
+async def delete(request: Request, resource_type: TypeName, rid: str) -> Response:
     hub = hub_of(request)
     _known_type(resource_type)
 
@@ -145,8 +151,8 @@ async def delete(request: Request, resource_type: str, rid: str) -> Response:
     return Response(status_code=204)
 
 
-@router.get("/{resource_type}/{rid}/_history")
-async def history(request: Request, resource_type: str, rid: str) -> Response:
+@router.get("/{resource_type}/{rid}/_history", responses=answers(BUNDLE))
+async def history(request: Request, resource_type: TypeName, rid: str) -> Response:
     hub = hub_of(request)
 
     def work() -> dict:
@@ -159,8 +165,8 @@ async def history(request: Request, resource_type: str, rid: str) -> Response:
     return fhir_response(await run_in_threadpool(work))
 
 
-@router.get("/{resource_type}/{rid}/_history/{vid}")
-async def vread(request: Request, resource_type: str, rid: str, vid: str) -> Response:
+@router.get("/{resource_type}/{rid}/_history/{vid}", responses=answers(RESOURCE))
+async def vread(request: Request, resource_type: TypeName, rid: str, vid: str) -> Response:
     hub = hub_of(request)
 
     def work() -> dict:

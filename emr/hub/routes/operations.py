@@ -13,11 +13,12 @@ from emr.hub.capability import capability_statement
 from emr.hub.db import read_transaction
 from emr.hub.http import fhir_response, hub_of, read_json
 from emr.hub.linking import pix_query
+from emr.hub.openapi import PARAMETERS, RESOURCE, FhirJSONResponse, answers, fhir_body
 
-router = APIRouter(prefix="/fhir")
+router = APIRouter(prefix="/fhir", default_response_class=FhirJSONResponse)
 
 
-@router.get("/metadata")
+@router.get("/metadata", responses=answers(RESOURCE))
 async def metadata(request: Request) -> Response:
     hub = hub_of(request)
     return fhir_response(capability_statement(
@@ -25,7 +26,9 @@ async def metadata(request: Request) -> Response:
         token_url=hub.token_url if hub.auth_required else None))
 
 
-@router.get("/Patient/$ihe-pix")
+@router.get("/Patient/$ihe-pix", responses=answers(PARAMETERS), openapi_extra={"parameters": [
+    {"name": "sourceIdentifier", "in": "query", "required": True, "schema": {"type": "string"}},
+    {"name": "targetSystem", "in": "query", "required": False, "schema": {"type": "string"}}]})
 async def ihe_pix(request: Request) -> Response:
     hub = hub_of(request)
     source = request.query_params.get("sourceIdentifier", "")
@@ -38,7 +41,7 @@ async def ihe_pix(request: Request) -> Response:
     return fhir_response(await run_in_threadpool(work))
 
 
-@router.post("/$check-reuse")
+@router.post("/$check-reuse", responses=answers(PARAMETERS), openapi_extra=fhir_body(PARAMETERS))
 async def check_reuse(request: Request) -> Response:
     hub = hub_of(request)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
