@@ -180,3 +180,26 @@ def reuse_decision(*, patient_ref: str, facility_code: str, order_ref: str | Non
         "implicated": implicated,
         "mitigation": [mitigation],
     }
+
+
+CONSENT_SCOPE = {"system": "http://terminology.hl7.org/CodeSystem/consentscope", "code": "patient-privacy",
+                 "display": "Privacy Consent"}
+CONSENT_CATEGORY = {"system": "http://loinc.org", "code": "59284-0", "display": "Patient Consent"}
+OPT_OUT = {"system": ACT_CODE, "code": "OPTOUT", "display": "opt-out"}
+
+
+def sharing_refusal(*, patient_ref: str, facility_code: str, recorded: str, identifier: dict) -> dict:
+    """The patient's refusal to have their records shared with other facilities, as recorded
+    by one facility (e.g. on a request the patient made in VNeID): a Consent that denies."""
+    return {
+        "resourceType": "Consent",
+        "identifier": [identifier],
+        "status": "active",
+        "scope": {"coding": [CONSENT_SCOPE]},
+        "category": [{"coding": [CONSENT_CATEGORY]}],
+        "patient": {"reference": patient_ref},
+        "dateTime": recorded,
+        "organization": [facility_reference(facility_code)],
+        "policyRule": {"coding": [OPT_OUT], "text": "Refuses sharing with other facilities (Decree 13/2023/NĐ-CP)"},
+        "provision": {"type": "deny"},
+    }

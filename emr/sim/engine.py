@@ -27,7 +27,9 @@ from emr.sim.clock import SimClock
 from emr.sim.hospital import FacilityClient, HubAnswer, HubUnavailable
 from emr.sim.journeys import Visit, plan_journey
 from emr.sim.population import Citizen, PopulationTables, corrupt_registration, generate_population
-from emr.sim.publishing import PerformedTest, decision_entry, patient_entry, result_entries, visit_entries
+from emr.sim.publishing import (
+    PerformedTest, consent_entry, decision_entry, patient_entry, result_entries, visit_entries,
+)
 from emr.sim.record import OrderOutcome, RunRecord
 from emr.sim.scenario import Scenario
 
@@ -130,6 +132,12 @@ def go_live(world: World, code: str) -> date | None:
     return status.go_live.value if status.go_live else None
 
 
+def refuses_sharing(world: World, citizen: int) -> bool:
+    """Whether this citizen refused cross-facility sharing (the scenario's opt-out rate, one draw each)."""
+    opt_out = world.scenario.sharing_opt_out
+    return opt_out is not None and random.Random(f"{world.seed}:consent:{citizen}").random() < opt_out.value
+
+
 def emr_live(world: World, code: str, day: date) -> bool:
     started = go_live(world, code)
     return started is not None and started <= day
@@ -157,8 +165,9 @@ def _visit(state: _State, visit: Visit) -> None:
         if outcome.outcome == "performed":
             performed.append(_perform(state, visit, test, draws[test]))
     if live:
+        consent = [consent_entry(visit, patient_ref)] if refuses_sharing(world, visit.citizen) else []
         client.publish(f"visit:{visit.citizen}:{visit.number}",
-                       [patient] + visit_entries(visit, patient_ref, performed, world.tests) + decisions)
+                       [patient] + consent + visit_entries(visit, patient_ref, performed, world.tests) + decisions)
     state.record.visit(visit)
     if performed:
         ready = max(p.ready for p in performed)

@@ -21,6 +21,7 @@ from emr.fhir.builders import (
     encounter,
     lab_observation,
     referral,
+    sharing_refusal,
     results_report,
     reuse_decision,
     test_order,
@@ -156,3 +157,10 @@ def decision_entry(visit: Visit, patient_ref: str, observation_ref: str | None, 
                            reused=reused, override_reason=reason)
     issue["identifier"] = [identifier]
     return _post(issue, identifier)
+
+
+def consent_entry(visit: Visit, patient_ref: str) -> dict:
+    """The patient's refusal of sharing, as this facility records it (once: conditional on its identifier)."""
+    identifier = _ident(visit.facility, "consent", str(visit.citizen))
+    return _post(sharing_refusal(patient_ref=patient_ref, facility_code=visit.facility,
+                                 recorded=to_fhir_instant(visit.at), identifier=identifier), identifier)

@@ -122,6 +122,9 @@ class Scenario(_Frozen):
     registration_errors: RegistrationErrors
     hub_outages: tuple[Outage, ...] = ()
     network: NetworkFaults | None = None  # None: every request arrives once, in order
+    # Share of citizens who refuse cross-facility sharing of their health data (a Consent with a
+    # deny provision, recorded at each facility they visit); None: nobody refuses.
+    sharing_opt_out: Sourced[Probability] | None = None
 
 
 def load_scenario(path: Path) -> Scenario:
