@@ -171,6 +171,34 @@ def validate() -> None:
     out_console.print("[green]✓[/] every data file is valid")
 
 
+@app.command()
+def conformance(
+    base_url: Annotated[str, typer.Option("--base-url", help="FHIR base URL of the server under test, e.g. http://127.0.0.1:8080/fhir")],
+    max_examples: Annotated[int, typer.Option(help="Examples tried per property", min=1)] = 25,
+    seed: Annotated[int | None, typer.Option(help="Seed of the generated data (default: a new one, printed at the end)")] = None,
+    junit: Annotated[Path | None, typer.Option(help="Also write the results as JUnit XML to this file")] = None,
+    token: Annotated[str | None, typer.Option(help="Bearer token sent with every request", envvar="FHIR_TOKEN")] = None,
+    only: Annotated[str | None, typer.Option(help="Comma-separated properties to run (default: all eight)")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the output: vi or en")] = "vi",
+) -> None:
+    """Check a FHIR server against eight interoperability properties; exit 1 when any fails."""
+    import secrets
+
+    from emr.conformance import Options
+    from emr.conformance.console import check_server
+
+    chosen = tuple(part.strip() for part in (only or "").split(",") if part.strip())
+    seed = secrets.randbelow(2**32) if seed is None else seed
+    options = Options(base_url=base_url, run_id=secrets.token_hex(6), seed=seed, max_examples=max_examples,
+                      token=token, only=chosen)
+    try:
+        report = check_server(options, console=out_console, lang=_lang(lang), junit=junit)
+    except EmrError as error:
+        _fail(error)
+    if not report.passed:
+        raise typer.Exit(1)
+
+
 def _write_reports(run_dir: Path, formats: str, lang: str) -> list[Path]:
     from emr.reports import write_reports
 

@@ -1,7 +1,7 @@
 """The hub served for real: uvicorn on 127.0.0.1, a free port, a background thread.
 
-Used by the tests that talk to the hub over real HTTP (concurrency, the browser test)
-and by ``scripts/screenshots``.
+Used by the tests that talk to the hub over real HTTP (concurrency, the browser test,
+the conformance kit and the toy servers it is tried on) and by ``scripts/screenshots``.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
+from fastapi import FastAPI
 
 from emr.config import Settings
 from emr.hub.app import create_app
@@ -28,12 +30,30 @@ def free_port() -> int:
 @contextmanager
 def served_hub(database_url: str, **settings: object) -> Iterator[str]:
     """The hub served by uvicorn on 127.0.0.1 (a free port) for the duration of the block;
-    yields its FHIR base URL (``http://127.0.0.1:PORT/fhir``). ``settings`` override
-    the hub's other ``Settings`` fields."""
+    yields its FHIR base URL (``http://127.0.0.1:PORT/fhir``), whose ``.auth`` sends
+    each request as the facility it speaks for (every facility is a registered client).
+    ``settings`` override the hub's other ``Settings`` fields."""
+    apps = []
+
+    def make(base: str) -> FastAPI:
+        apps.append(create_app(Settings(database_url=database_url, base_url=base, **settings),
+                               clients=test_clients()))
+        return apps[-1]
+
+    try:
+        with served_app(make) as base:
+            yield HubURL(base)
+    finally:
+        for app in apps:
+            app.state.hub.engine.dispose()
+
+
+@contextmanager
+def served_app(make_app: Callable[[str], Any]) -> Iterator[str]:
+    """Any ASGI app served the same way; ``make_app`` gets the FHIR base URL it will answer at."""
     port = free_port()
     base = f"http://127.0.0.1:{port}/fhir"
-    app = create_app(Settings(database_url=database_url, base_url=base, **settings), clients=test_clients())
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(make_app(base), host="127.0.0.1", port=port, log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     try:
@@ -42,8 +62,7 @@ def served_hub(database_url: str, **settings: object) -> Iterator[str]:
             if time.monotonic() > deadline or not thread.is_alive():
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.05)
-        yield HubURL(base)
+        yield base
     finally:
         server.should_exit = True
         thread.join(timeout=10)
-        app.state.hub.engine.dispose()
