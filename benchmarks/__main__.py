@@ -43,7 +43,12 @@ def run_all(size: str, only: list[str], databases: list[str], workdir: Path,
                 continue
             say(f"{name} {size} on {kind} …")
             started = time.perf_counter()
-            outcome = module.run(size, kind, workdir)
+            try:
+                outcome = module.run(size, kind, workdir)
+            except Exception as exc:  # noqa: BLE001 - one broken run must not lose the others' figures
+                outcome = Outcome(module.TITLE, size, kind,
+                                  notes=[f"did not complete: {type(exc).__name__}: {str(exc)[:300]}"])
+                say(outcome.notes[0])
             outcome.seconds = time.perf_counter() - started
             outcomes.append(outcome)
     return outcomes

@@ -23,6 +23,7 @@ from benchmarks.data import visit_bundle
 from benchmarks.harness import Outcome, database, percentile, preload, served
 from benchmarks.load import drive, warm_up
 
+TITLE = "B1 ingest over HTTP"
 SEED = 2025
 SOURCE = "27001"
 # size: (patients preloaded, with 9 results each; Bundles posted)
@@ -31,7 +32,7 @@ CLIENTS = 2
 
 
 def run(size: str, kind: str, workdir: Path) -> Outcome:
-    outcome = Outcome("B1 ingest over HTTP", size, kind)
+    outcome = Outcome(TITLE, size, kind)
     patients, count = SIZES[size]
     with database(kind, workdir, "b1") as url:
         preload_seconds, stored = preload(url, workdir / f"b1-{size}.ndjson", patients, source=SOURCE, seed=SEED)

@@ -25,6 +25,7 @@ from benchmarks.harness import PG_DSN, Outcome, database, percentile, preload, s
 from benchmarks.load import HEADERS, drive, warm_up
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 
+TITLE = "B2 $check-reuse"
 SEED = 2025
 SOURCE = "27001"  # Bắc Ninh provincial hospital: a level-5 lab, so Bạch Mai may reuse its results
 ORDERING = "01001"  # Bạch Mai
@@ -37,7 +38,7 @@ LOOKUP = ("SELECT observation_id FROM result_fact WHERE national_id = {p} AND lo
 
 
 def run(size: str, kind: str, workdir: Path) -> Outcome:
-    outcome = Outcome("B2 $check-reuse", size, kind)
+    outcome = Outcome(TITLE, size, kind)
     patients, count = SIZES[size]
     probes = make_probes(patients, count)
     bodies = [orjson.dumps(parameters(*p)) for p in probes]

@@ -18,6 +18,7 @@ from sqlmodel import SQLModel
 from benchmarks.data import history, people, write_ndjson
 from benchmarks.harness import PG_DSN, Outcome, database, in_fresh_process, peak_rss_mb, schema_of
 
+TITLE = "B3 bulk backfill"
 SEED = 2025
 SOURCE = "27001"
 SIZES = {"smoke": 30, "small": 2_000, "medium": 20_000, "full": 100_000}  # patients; 10 resources each
@@ -25,7 +26,7 @@ RESULTS_PER_PATIENT = 9
 
 
 def run(size: str, kind: str, workdir: Path) -> Outcome:
-    outcome = Outcome("B3 bulk backfill", size, kind)
+    outcome = Outcome(TITLE, size, kind)
     path = workdir / f"b3-{size}.ndjson"
     count = write_ndjson(path, history(SEED, SOURCE, people(SEED, SIZES[size]), RESULTS_PER_PATIENT))
     with database(kind, workdir, "b3") as url:

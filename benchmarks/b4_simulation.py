@@ -17,12 +17,13 @@ from sqlalchemy import select
 from benchmarks.harness import Outcome, in_fresh_process, peak_rss_mb
 
 SCENARIO = "national-pilot-2025"
+TITLE = "B4 simulation"
 SEED = 2025
 SIZES = {"smoke": 20, "small": 1_000, "medium": 10_000, "full": 100_000}  # simulated patients
 
 
 def run(size: str, kind: str, workdir: Path) -> Outcome:
-    outcome = Outcome("B4 simulation", size, kind)
+    outcome = Outcome(TITLE, size, kind)
     out = workdir / f"b4-{size}"
     child = in_fresh_process(simulate_once, str(out), SIZES[size], kind)
     contents = stored_resources(child["db"])

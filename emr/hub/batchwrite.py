@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import insert, select
+from sqlalchemy import Table, insert, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -190,6 +190,6 @@ class BatchWriter:
             owners.update(dict(self.conn.execute(query).all()))
         return owners
 
-    def _insert(self, table, rows: list[dict]) -> None:  # noqa: ANN001 - a SQLAlchemy Table
+    def _insert(self, table: Table, rows: list[dict]) -> None:
         for part in chunks(rows, 5000):
             self.conn.execute(insert(table), part)

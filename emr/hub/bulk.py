@@ -29,6 +29,7 @@ from pathlib import Path
 import orjson
 from sqlalchemy import select
 from sqlalchemy.engine import Connection, Engine
+from sqlmodel import SQLModel
 
 from emr.errors import EmrError, InvalidInput, Problem
 from emr.fhir import validate_resource
@@ -217,10 +218,13 @@ def analyze(engine: Engine) -> None:
     scanning every resource of the type instead of the identifier index: a cost that
     grows with the data. The statistics are kept in the database file.
     """
+    tables = ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables)
     with engine.connect() as conn, conn.begin():
         if conn.dialect.name == "sqlite":
             conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-        conn.exec_driver_sql("ANALYZE")
+            conn.exec_driver_sql("ANALYZE")
+        else:  # only the hub's own tables: a bare ANALYZE would wait on every schema's locks
+            conn.exec_driver_sql(f"ANALYZE {tables}")
 
 
 def _key(resource: dict) -> tuple[str, str]:
