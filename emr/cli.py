@@ -199,6 +199,30 @@ def conformance(
         raise typer.Exit(1)
 
 
+@app.command()
+def audit(
+    national_id: Annotated[str, typer.Option("--national-id", help="The person's 12-digit personal identification number")],
+    db: Annotated[str | None, typer.Option(help="Database URL of the hub (default: EMR_DATABASE_URL or sqlite:///emr-hub.db)")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the table: vi or en")] = "vi",
+) -> None:
+    """Who accessed a person's data: every audit entry about one national ID, oldest first."""
+    from emr.catalog import load_facilities
+    from emr.hub.audit_log import entries_for, print_audit
+    from emr.hub.db import open_existing
+    from emr.identity import parse_national_id
+
+    chosen = _lang(lang)
+    settings = Settings()
+    try:
+        parse_national_id(national_id)
+        engine = open_existing(db or settings.database_url)
+        entries = entries_for(engine, national_id)
+        names = {code: (f.name_vi, f.name_en) for code, f in load_facilities(settings.hospitals_dir).items()}
+    except EmrError as error:
+        _fail(error)
+    print_audit(entries, national_id=national_id, facility_names=names, console=out_console, lang=chosen)
+
+
 def _write_reports(run_dir: Path, formats: str, lang: str) -> list[Path]:
     from emr.reports import write_reports
 

@@ -14,10 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event, select
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
+
+from emr.errors import InvalidInput
 
 
 class ResourceRow(SQLModel, table=True):
@@ -243,6 +247,22 @@ def _sqlite_engine(url: str) -> Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    return engine
+
+
+def open_existing(url: str) -> Engine:
+    """An engine for a hub database that must already exist (for tools that only read it)."""
+    if url.startswith("sqlite:///") and url not in ("sqlite:///", "sqlite:///:memory:"):
+        path = Path(url.removeprefix("sqlite:///"))
+        if not path.is_file():
+            raise InvalidInput(f"there is no hub database at {path}; give --db or EMR_DATABASE_URL")
+    engine = make_engine(url)
+    try:
+        with engine.connect() as conn:
+            conn.execute(select(ResourceRow.__table__.c.pk).limit(1))
+    except SQLAlchemyError as error:
+        engine.dispose()
+        raise InvalidInput(f"{url} is not a hub database it can read ({type(error).__name__})") from error
     return engine
 
 

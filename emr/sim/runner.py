@@ -6,7 +6,8 @@ authenticates as a SMART Backend Services client, ``sim-<code>``, with a key pai
 derived from the run's seed: the in-process hub registers exactly those clients and
 runs on the simulated clock, so tokens expire and are renewed in simulated time and
 the same seed still gives the same run. A hub reached with ``--hub`` must have the
-run's clients registered (``emr clients --seed N``), or run ``--no-auth``.
+run's clients registered (``sim-<code>``, keys from ``seeded_key(seed, code)``), or run
+``--no-auth``.
 """
 
 from __future__ import annotations
