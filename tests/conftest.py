@@ -86,15 +86,17 @@ def clock() -> FixedClock:
     return FixedClock(datetime(2025, 10, 1, 8, 0, tzinfo=timezone.utc))
 
 
-def make_client(url: str, clock: FixedClock | None = None) -> TestClient:
+def make_client(url: str, clock: FixedClock | None = None, *, auth: bool = True) -> TestClient:
     """The real hub with authentication on: every facility is a registered client, and the
     client sends each request with the token of the facility it speaks for
-    (``tests.facility_clients.ActingFacility``)."""
-    settings_ = Settings(database_url=url, base_url="http://testserver/fhir")
+    (``tests.facility_clients.ActingFacility``). ``auth=False`` serves it open, as
+    ``emr serve --no-auth`` does, for tests of what access rules would only obscure."""
+    settings_ = Settings(database_url=url, base_url="http://testserver/fhir", auth_required=auth)
     now = clock or wall_clock
     app = create_app(settings_, clock=now, clients=test_clients())
     client = TestClient(app, raise_server_exceptions=False)
-    client.auth = ActingFacility(fhir_base=settings_.base_url, clock=now)
+    if auth:
+        client.auth = ActingFacility(fhir_base=settings_.base_url, clock=now)
     return client
 
 
