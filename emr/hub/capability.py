@@ -6,9 +6,11 @@ Search parameters come from ``searchparams.REGISTRY`` and operations from
 
 from __future__ import annotations
 
+from emr.hub.access import HUB_TYPES
 from emr.hub.searchparams import REGISTRY, params_for
 
 INTERACTIONS = ["read", "vread", "update", "delete", "history-instance", "create", "search-type"]
+READ_INTERACTIONS = {"read", "vread", "history-instance", "search-type"}
 
 # (name, definition canonical, resource type it is invoked on)
 OPERATIONS: list[tuple[str, str, str]] = [
@@ -58,14 +60,15 @@ def security(token_url: str) -> dict:
 
 
 def _resource(resource_type: str) -> dict:
+    writable = resource_type not in HUB_TYPES  # the registry, person links, the audit trail
     entry = {
         "type": resource_type,
-        "interaction": [{"code": code} for code in INTERACTIONS],
+        "interaction": [{"code": code} for code in INTERACTIONS if writable or code in READ_INTERACTIONS],
         "versioning": "versioned-update",
         "readHistory": True,
-        "updateCreate": True,
-        "conditionalCreate": True,
-        "conditionalUpdate": True,
+        "updateCreate": writable,
+        "conditionalCreate": writable,
+        "conditionalUpdate": writable,
         "conditionalDelete": "not-supported",
         "searchParam": [
             {"name": p.name, "type": p.type, **({"documentation": p.doc} if p.doc else {})}

@@ -164,11 +164,13 @@ def _trail_for(scope: Scope) -> AuditTrail:
 
 
 def _interaction(method: str, parts: list[str]) -> str:
+    """The FHIR restful interaction a request under /fhir asks for (for its audit entry)."""
     if not parts:
         return "transaction"
-    if len(parts) == 1 or parts[1] == "_search":
-        return {"GET": "search-type", "POST": "create", "PUT": "update"}.get(method, "search-type") \
-            if len(parts) == 1 else "search-type"
+    if len(parts) == 1:
+        return {"POST": "create", "PUT": "update"}.get(method, "search-type")
+    if parts[1] == "_search":
+        return "search-type"
     if len(parts) == 2:
-        return {"GET": "read", "PUT": "update", "DELETE": "delete"}.get(method, "read")
+        return {"PUT": "update", "DELETE": "delete"}.get(method, "read")
     return "vread" if len(parts) >= 4 else "history-instance"
