@@ -48,9 +48,11 @@ def test_emr_conformance_passes_against_the_hub_and_writes_junit(sqlite_url, tmp
     assert [case.get("name") for case in suite.iter("testcase")] == [p.key for p in all_properties()]
 
 
-def test_the_correct_toy_server_passes():
-    """The toy server without bugs passes, so the failures below are the bugs' doing."""
-    with served_app(lambda base: ToyServer(base).app()) as base:
+@pytest.mark.parametrize("minimal", [False, True], ids=["full-answers", "location-only"])
+def test_the_correct_toy_server_passes(minimal):
+    """The toy server without bugs passes, so the failures below are the bugs' doing; also when
+    it answers a create with only a Location header."""
+    with served_app(lambda base: ToyServer(base, minimal=minimal).app()) as base:
         report = _run(base, only=TOY_PROPERTIES, examples=5)
     assert report.passed, _failures(report)
 

@@ -2,7 +2,8 @@
 
 Correct by default for what it supports: create (with If-None-Exist), read, search by
 ``identifier``, ``patient.identifier``, ``date`` (with prefixes), ``_count``/``_sort``
-with offset paging, and transaction Bundles. Each bug is a classic of real servers:
+with offset paging, and transaction Bundles (``minimal`` answers a create with only a
+Location header, as some servers do). Each bug is a classic of real servers:
 
 ``racy-conditional-create``  checks for a match, yields, then inserts (two writers both miss)
 ``paging-off-by-one``        each next link starts one match too early (repeats, or never ends)
@@ -31,11 +32,13 @@ BUGS = frozenset({"racy-conditional-create", "paging-off-by-one", "half-applied-
 
 
 class ToyServer:
-    def __init__(self, base_url: str, *, bugs: frozenset[str] = frozenset(), token: str | None = None) -> None:
+    def __init__(self, base_url: str, *, bugs: frozenset[str] = frozenset(), token: str | None = None,
+                 minimal: bool = False) -> None:
         assert bugs <= BUGS, bugs - BUGS
         self.base_url = base_url.rstrip("/")
         self.bugs = bugs
         self.token = token
+        self.minimal = minimal  # answer a create with Location and no body, as some servers do
         self.store: dict[tuple[str, str], dict] = {}
         self._ids = itertools.count(1)
 
@@ -71,9 +74,13 @@ class ToyServer:
             if found:
                 return _json(found[0], 200)
         try:
-            return _json(self._insert(body), 201)
+            created = self._insert(body)
         except EmrError as error:
             return _outcome(error.status, str(error))
+        if self.minimal:
+            return Response(status_code=201, headers={"Location": f"{self.base_url}/{created['resourceType']}/"
+                                                                  f"{created['id']}/_history/1"})
+        return _json(created, 201)
 
     async def read(self, request: Request) -> Response:
         if denied := self._denied(request):

@@ -128,10 +128,17 @@ class Session:
         answer = self.client.request("POST", rtype, body=resource,
                                      headers={"Prefer": "return=representation", **(headers or {})})
         created = answer.resource()
+        if answer.status == 201 and "id" not in created:  # a server that ignores Prefer: return=representation
+            created = self._located(answer, rtype)
         if answer.status != 201 or not isinstance(created.get("id"), str):
             raise Violation(f"POST {rtype} answered {answer.status}, not 201 with the new {rtype}: {outcome_text(answer)}",
                             f"POST {rtype} trả về {answer.status}, không phải 201 kèm {rtype} mới: {outcome_text(answer)}")
         return created
+
+    def _located(self, answer: Answer, rtype: str) -> dict:
+        location = answer.headers.get("location", "").split("/_history")[0]
+        rid = location.rstrip("/").rsplit("/", 1)[-1] if f"{rtype}/" in location else ""
+        return self.read(rtype, rid) if rid else {}
 
     def read(self, rtype: str, rid: str) -> dict:
         answer = self.client.request("GET", f"{rtype}/{rid}")
