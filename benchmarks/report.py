@@ -41,7 +41,7 @@ def markdown(record: dict, outcomes: list[Outcome]) -> str:
     for outcome in outcomes:
         for f in outcome.figures:
             ceiling = f"{number(f.ceiling)} {f.unit}" if f.ceiling else "—"
-            ratio = f"{f.ratio:.1%}" if f.ratio is not None else "—"
+            ratio = percent(f.ratio) if f.ratio is not None else "—"
             lines.append(f"| {outcome.benchmark} | {outcome.size} | {outcome.database} | {f.name} | "
                          f"{number(f.value)} {f.unit} | {ceiling} | {ratio} | {f.target or '—'} |")
     notes = [f"- {o.benchmark} ({o.database}): {note}" for o in outcomes for note in o.notes]
@@ -54,3 +54,8 @@ def number(value: float | None) -> str:
     if abs(value) >= 100:
         return f"{value:,.0f}"
     return f"{value:.1f}" if abs(value) >= 10 else f"{value:.2f}"
+
+
+def percent(ratio: float) -> str:
+    """One decimal for ordinary ratios, two significant digits for tiny ones (0.046%)."""
+    return f"{ratio:.1%}" if ratio >= 0.01 else f"{ratio * 100:.2g}%"
