@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from emr.errors import InvalidInput, ProfileViolation
+from emr.fhir.narrative import narrative_problems
 from emr.fhir.profiles import LOINC_SYSTEM, UCUM_SYSTEM, check_profile
 from emr.fhir.structure import (
     bundle,
@@ -42,6 +43,7 @@ def validate_resource(resource: dict) -> None:
     problems = check_structure(resource)
     seen = {p.location for p in problems}
     problems += [p for p in check_profile(resource) if p.location not in seen]
+    problems += narrative_problems(resource)
     if problems:
         raise ProfileViolation(f"{resource['resourceType']} does not meet the profile", problems=problems)
 

@@ -24,6 +24,7 @@ from emr.hub.audit import AuditWriter
 from emr.hub.clients import ClientRegistry, load_clients
 from emr.hub.db import create_schema, make_engine, write_transaction
 from emr.hub.http import Hub, error_response, outcome_response
+from emr.hub.limits import InputGuard, Limits
 from emr.hub.linking import PatientLinker
 from emr.hub.ordering import Catalogue
 from emr.hub.relationships import access_facts
@@ -48,7 +49,7 @@ def build_hub(settings: Settings, *, clock: Callable[[], datetime] = wall_clock,
                    if settings.clients_path else ClientRegistry())
     engine = make_engine(settings.database_url)
     create_schema(engine)
-    store = Store()
+    store = Store(limits=Limits.of(settings))
     store.hooks["*"] = [AuditWriter(store), access_facts]  # audit first: a deletion still knows its patient
     store.hooks["Patient"] = [PatientLinker(store), results.patient_facts, IdentityVerifier(registry)]
     store.hooks["Observation"] = [results.observation_facts]
@@ -83,6 +84,7 @@ def create_app(settings: Settings, *, clock: Callable[[], datetime] = wall_clock
     app.state.hub = hub
     _install_error_handlers(app)
     app.add_middleware(SecurityMiddleware, hub=hub)
+    app.add_middleware(InputGuard)  # outermost: a malformed request line goes no further
     app.include_router(auth.router)  # before the generic /fhir/{type}/{id} routes
     app.include_router(operations.router)  # before the generic /{type}/{id} routes
     app.include_router(fhir.router)

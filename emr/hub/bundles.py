@@ -25,6 +25,7 @@ from emr.fhir import bundle, operation_outcome
 from emr.hub import search
 from emr.hub.db import write_transaction
 from emr.hub.http import Hub
+from emr.hub.limits import Limits
 from emr.hub.store import R, Written
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
@@ -87,6 +88,10 @@ def _parse_entry(hub: Hub, index: int, raw: object) -> Entry:
     resource = raw.get("resource")
     if request["method"] in ("POST", "PUT") and not isinstance(resource, dict):
         raise InvalidInput(f"a {request['method']} entry needs a resource", location=f"{where}.resource")
+    for name, value in (("fullUrl", raw.get("fullUrl")), ("request.ifNoneExist", request.get("ifNoneExist")),
+                        ("request.ifMatch", request.get("ifMatch"))):
+        if value is not None and not isinstance(value, str):
+            raise InvalidInput(f"{name} must be a string", location=f"{where}.{name}")
     return Entry(index, request["method"], parts[0], parts[1] if len(parts) > 1 else None, query,
                  resource, raw.get("fullUrl"), request.get("ifNoneExist"), request.get("ifMatch"))
 
@@ -140,7 +145,8 @@ def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
     if entry.method == "POST":
         return str(uuid.uuid4())
     if entry.query:
-        pks = search.find_pks(conn, entry.resource_type, search.parse_criteria(entry.query), limit=2)
+        pks = search.find_pks(conn, entry.resource_type, search.parse_criteria(entry.query), limit=2,
+                              limits=Limits.of(hub.settings))
         if len(pks) == 1:
             return conn.execute(select(R.c.id).where(R.c.pk == pks[0])).scalar_one()
     return entry.resource.get("id") if entry.resource else None
@@ -189,7 +195,8 @@ def _get(hub: Hub, conn: Connection, entry: Entry) -> dict:
         resource = hub.store.read(conn, entry.resource_type, entry.rid)
         return {"resource": resource, "response": {"status": "200 OK"}}
     query = search.parse_query(entry.resource_type, search.parse_criteria(entry.query) if entry.query else [],
-                               default_count=hub.settings.default_page_size, max_count=hub.settings.max_page_size)
+                               default_count=hub.settings.default_page_size, max_count=hub.settings.max_page_size,
+                               limits=Limits.of(hub.settings))
     page = search.run(conn, query)
     found = [{"fullUrl": f"{hub.base_url}/{t}/{i}", "resource": orjson.loads(c), "search": {"mode": "match"}}
              for t, i, c in page.rows]

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from emr.config import Settings
 from emr.errors import EmrError, InvalidInput, PayloadTooLarge, Problem, UnsupportedMediaType
 from emr.fhir import operation_outcome
+from emr.hub.limits import Limits, check_json
 from emr.hub.ordering import Catalogue
 from emr.credentials import token_url_for
 from emr.hub.store import Store
@@ -68,9 +69,12 @@ def outcome_response(status: int, message: str, *, code: str = "invalid", locati
 
 
 async def read_json(request: Request, *, max_bytes: int) -> object:
-    """The request body as JSON, after the content type and size checks."""
+    """The request body as JSON, after the content type and size checks, within the hub's
+    limits on nesting, string length and characters (``emr.hub.limits``)."""
     _check_content_type(request.headers.get("content-type"))
-    return parse_json(await _read_body(request, max_bytes=max_bytes))
+    body = parse_json(await _read_body(request, max_bytes=max_bytes))
+    check_json(body, Limits.of(hub_of(request).settings))
+    return body
 
 
 async def read_form(request: Request, *, max_bytes: int) -> list[tuple[str, str]]:

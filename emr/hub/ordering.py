@@ -25,6 +25,8 @@ from emr.reuse import Decision, Order, PriorResult, ReusePolicy, decide
 
 
 STRICTEST_LEVEL = 5
+# Far more than any order set; a bound so one request cannot ask about thousands of codes.
+MAX_TESTS_PER_QUESTION = 200
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,9 @@ def check(conn: Connection, catalogue: Catalogue, request: CheckRequest) -> list
     sees other facilities' results only with a treatment relationship with the person;
     when the person refused sharing, another facility's result is refused (``consent``)."""
     access.require_scope("Observation", "s")
+    if len(request.loincs) > MAX_TESTS_PER_QUESTION:
+        raise InvalidInput(f"{len(request.loincs)} tests in one question; ask about at most "
+                           f"{MAX_TESTS_PER_QUESTION}", location="code")
     request = _as_caller(request)
     decisions = _decide(conn, catalogue, request)
     audit.touched_person(conn, request.national_id,

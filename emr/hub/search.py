@@ -27,6 +27,7 @@ from emr.errors import InvalidInput, UnsupportedSearch
 from emr.fhir.dates import MAX_MS, Interval, parse_interval, split_prefix
 from emr.hub import access, audit
 from emr.hub.db import DateIndex, ReferenceIndex, ResourceRow, StringIndex, TokenIndex
+from emr.hub.limits import Limits, check_search, check_text
 from emr.hub.searchparams import SearchParam, normalise, params_for
 
 R = ResourceRow.__table__
@@ -76,6 +77,7 @@ def parse_criteria(criteria: str) -> list[tuple[str, str]]:
     pairs = parse_qsl(criteria.lstrip("?"), keep_blank_values=True)
     if not pairs:
         raise InvalidInput(f"conditional criteria '{criteria}' are empty", location="If-None-Exist")
+    check_pairs(pairs, None)  # before anything (the conditional claim) stores the criteria
     return pairs
 
 
@@ -84,7 +86,8 @@ def criteria_key(pairs: list[tuple[str, str]]) -> str:
 
 
 def parse_query(resource_type: str, pairs: list[tuple[str, str]], *, default_count: int,
-                max_count: int, lenient: bool = False) -> Query:
+                max_count: int, lenient: bool = False, limits: Limits | None = None) -> Query:
+    check_pairs(pairs, limits)
     query = Query(resource_type, count=default_count)
     known = params_for(resource_type)
     for name, value in pairs:
@@ -98,11 +101,20 @@ def parse_query(resource_type: str, pairs: list[tuple[str, str]], *, default_cou
     return query
 
 
+def check_pairs(pairs: list[tuple[str, str]], limits: Limits | None) -> None:
+    """Control characters never reach the database; with ``limits``, neither does an oversized search."""
+    if limits is not None:
+        check_search(pairs, limits)
+    for name, value in pairs:
+        check_text(name, "search")
+        check_text(value, name[:40])
+
+
 def _control(query: Query, name: str, value: str, *, max_count: int) -> None:
     if name == "_count":
-        if not value.isdigit():
-            raise InvalidInput(f"_count must be a whole number, not '{value}'", location="_count")
-        query.count = min(int(value), max_count)
+        if not (value.isascii() and value.isdigit()):
+            raise InvalidInput(f"_count must be a whole number, not '{value[:40]}'", location="_count")
+        query.count = min(int(value), max_count) if len(value) <= 9 else max_count
         query.echo.append((name, str(query.count)))
     elif name == "_sort":
         query.sort = [_sort_key(query.resource_type, part) for part in value.split(",") if part]
@@ -149,9 +161,10 @@ def _filter(resource_type: str, known: dict[str, SearchParam], name: str, value:
         if lenient:
             return None
         raise UnsupportedSearch(problem, location=name)
-    if value == "":
-        raise InvalidInput(f"search parameter '{name}' has an empty value", location=name)
-    return Filter(base, modifier, chain or None, tuple(_split_values(value)))
+    values = tuple(_split_values(value))
+    if "" in values:  # "a,,b" or a lone "\\": an empty prefix would match everything
+        raise InvalidInput(f"search parameter '{name[:40]}' has an empty value", location=name[:40])
+    return Filter(base, modifier, chain or None, values)
 
 
 def _split_values(value: str) -> list[str]:
@@ -202,6 +215,8 @@ def _token_match(value: str) -> ColumnElement[bool]:
     if "|" not in value:
         return TK.c.code == value
     system, _, code = value.partition("|")
+    if not system and not code:
+        raise InvalidInput("a token needs a system, a code or both, not a lone '|'")
     if code == "":
         return TK.c.system == system
     return and_(TK.c.system == system, TK.c.code == code)
@@ -285,13 +300,15 @@ def _chained(table, resource_type: str, spec: SearchParam, f: Filter) -> ColumnE
 
 # ---------------------------------------------------------------- running
 
-def find_pks(conn: Connection, resource_type: str, pairs: list[tuple[str, str]], *, limit: int) -> list[int]:
+def find_pks(conn: Connection, resource_type: str, pairs: list[tuple[str, str]], *, limit: int,
+             limits: Limits | None = None) -> list[int]:
     """The pks matching conditional criteria (strict parsing, no paging)."""
+    check_pairs(pairs, limits)
     identifier = _one_identifier(resource_type, pairs)
     if identifier is not None:
         return list(conn.execute(_identifier_lookup(), {"rtype": resource_type, "system": identifier[0],
                                                          "code": identifier[1], "limit": limit}).scalars())
-    query = parse_query(resource_type, pairs, default_count=limit, max_count=limit)
+    query = parse_query(resource_type, pairs, default_count=limit, max_count=limit, limits=limits)
     stmt = select(R.c.pk).where(_where(R, resource_type, query.filters)).order_by(R.c.pk).limit(limit)
     return list(conn.execute(stmt).scalars())
 
@@ -324,6 +341,7 @@ def run(conn: Connection, query: Query) -> Page:
     """One page of matches the caller may see; ``total`` counts only those (the access rule is
     part of the SQL condition, so paging and counting stay exact)."""
     access.require_scope(query.resource_type, "s")
+    _check_cursor_fits(query)
     where = access.restrict(_where(R, query.resource_type, query.filters))
     snapshot = query.cursor["s"] if query.cursor else conn.execute(select(func.max(R.c.pk))).scalar() or 0
     where = and_(where, R.c.pk <= snapshot)
@@ -388,6 +406,23 @@ def _decode_cursor(text: str) -> dict:
         data = orjson.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
         if not isinstance(data, dict) or not {"k", "p", "s"} <= data.keys():
             raise ValueError("incomplete cursor")
+        if not (_is_row_number(data["p"]) and _is_row_number(data["s"])
+                and (_is_row_number(data["k"]) or (isinstance(data["k"], str) and len(data["k"]) <= 255))):
+            raise ValueError("a cursor value of the wrong kind")
         return data
     except Exception as exc:  # noqa: BLE001 - any garbage in a cursor is the client's error
         raise InvalidInput("the paging cursor is not one this hub issued", location="_cursor") from exc
+
+
+def _is_row_number(value: object) -> bool:
+    """An integer a BIGINT column can hold (sort keys are pks or epoch milliseconds)."""
+    return isinstance(value, int) and not isinstance(value, bool) and -(2 ** 63) <= value < 2 ** 63
+
+
+def _check_cursor_fits(query: Query) -> None:
+    """A cursor's sort key must be of the kind the query sorts by (text for _id and _lastUpdated)."""
+    if query.cursor is None:
+        return
+    textual = bool(query.sort) and query.sort[0][0] in ("_id", "_lastUpdated")
+    if isinstance(query.cursor["k"], str) != textual:
+        raise InvalidInput("the paging cursor does not belong to this search", location="_cursor")

@@ -40,6 +40,7 @@ from emr.hub.db import (
     TokenIndex,
     VersionRow,
 )
+from emr.hub.limits import Limits
 from emr.hub.searchparams import extract
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -61,6 +62,7 @@ class Store:
     """Resource persistence plus the hooks that keep derived records in step."""
 
     hooks: dict[str, list[WriteHook]] = field(default_factory=dict)
+    limits: Limits | None = None  # bounds on conditional criteria (from Settings)
 
     # ------------------------------------------------------------ create
     def create(self, conn: Connection, resource: dict, *, now: datetime,
@@ -84,7 +86,7 @@ class Store:
         """The one resource matching conditional ``criteria``, claimed for this transaction, or None."""
         params = search.parse_criteria(criteria)
         _claim(conn, rtype, search.criteria_key(params))
-        pks = search.find_pks(conn, rtype, params, limit=2)
+        pks = search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
         if len(pks) > 1:
             raise PreconditionFailed(
                 f"conditional request matched {len(pks)} {rtype} resources: '{criteria}' must identify one",
@@ -161,7 +163,7 @@ class Store:
         _type_of(resource, expected=rtype)
         params = search.parse_criteria(criteria)
         _claim(conn, rtype, search.criteria_key(params))
-        pks = search.find_pks(conn, rtype, params, limit=2)
+        pks = search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
         if len(pks) > 1:
             raise PreconditionFailed(f"'{criteria}' matched several {rtype} resources", location=f"{rtype}?{criteria}")
         if not pks:

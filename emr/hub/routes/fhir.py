@@ -16,6 +16,7 @@ from emr.fhir import bundle, model_class
 from emr.hub import bundles, search
 from emr.hub.db import read_transaction, write_transaction
 from emr.hub.http import Hub, fhir_response, hub_of, read_form, read_json, version_headers
+from emr.hub.limits import Limits
 from emr.hub.openapi import (
     BUNDLE, FORM, RESOURCE, SEARCH_QUERY, FhirJSONResponse, answers, fhir_body, resource_types,
 )
@@ -193,7 +194,7 @@ def _history_entry(hub: Hub, rtype: str, rid: str, content: dict, method: str, d
 def searchset(hub: Hub, resource_type: str, pairs: list[tuple[str, str]], *, lenient: bool) -> dict:
     """Run a search and wrap the page in a searchset Bundle with self/next links."""
     query = search.parse_query(resource_type, pairs, default_count=hub.settings.default_page_size,
-                               max_count=hub.settings.max_page_size, lenient=lenient)
+                               max_count=hub.settings.max_page_size, lenient=lenient, limits=Limits.of(hub.settings))
     with read_transaction(hub.engine) as conn:
         page = search.run(conn, query)
     entries = [_search_entry(hub, t, i, c, "match") for t, i, c in page.rows]
