@@ -131,14 +131,16 @@ def refusal(result: PriorResult, order: Order, policy: ReusePolicy) -> Reason | 
 def decide(order: Order, policy: ReusePolicy, candidates: Iterable[PriorResult]) -> Decision:
     """Reuse the newest acceptable prior result, or say why the test must be repeated.
 
-    ``candidates`` are the patient's results for this test; results collected after the
-    order time are not prior and are ignored. When none is acceptable, the reason is
-    the one that refused the newest candidate.
+    ``candidates`` are the patient's results for this test, the most recently published
+    first; results collected after the order time are not prior and are ignored. When
+    none is acceptable, the reason is the one that refused the newest candidate. Results
+    collected at the same moment keep the order given: the later published (or amended)
+    counts as newer, so the answer never hangs on how random ids happen to sort.
     """
     if not policy.shareable:
         return Decision(order.loinc, "repeat", "not-shareable", price_vnd=policy.price_vnd)
     prior = sorted((c for c in candidates if c.loinc == order.loinc and c.collected <= order.at),
-                   key=lambda c: (c.collected, c.observation_id), reverse=True)
+                   key=lambda c: c.collected, reverse=True)  # stable: ties keep the order given
     if not prior:
         return Decision(order.loinc, "repeat", "no-prior-result", price_vnd=policy.price_vnd)
     for result in prior:

@@ -113,6 +113,7 @@ class HubMachine(RuleBasedStateMachine):
         answer = self.client.put(f"/fhir/Observation/{oid}", content=orjson.dumps({**current, "status": status}),
                                  headers={**HDR, "If-Match": f'W/"{current["meta"]["versionId"]}"'})
         assert answer.status_code == 200, answer.text
+        del self.observations[oid]  # an amendment is published anew: it is the newer of two results of one moment
         self.observations[oid] = replace(known, status=status, version=known.version + 1)
 
     @rule(oid=consumes(results))
@@ -141,8 +142,9 @@ class HubMachine(RuleBasedStateMachine):
         assert got == self._expected(nid, facility, loinc, at), answer.text
 
     def _expected(self, nid: str, facility: str, loinc: str, at: datetime) -> tuple:
+        published = reversed(self.observations.items())  # the hub hands over the latest published first
         priors = [PriorResult(oid, r.loinc, r.status, r.collected, r.facility, self.catalogue.lab_level(r.facility),
-                              None) for oid, r in self.observations.items() if r.citizen == nid]
+                              None) for oid, r in published if r.citizen == nid]
         order = Order(loinc, at, facility, self.catalogue.lab_level(facility))
         decision = decide(order, self.catalogue.policy(loinc), priors)
         reference = f"Observation/{decision.result.observation_id}" if decision.result else None

@@ -23,6 +23,13 @@ def order(*, loinc="4548-4", at=T0 + timedelta(days=1), level=3, facility="01001
     return Order(loinc, at, facility, level)
 
 
+def test_of_two_results_collected_at_once_the_one_given_first_decides():
+    """The hub gives the later published first; ids (random uuids) no longer break the tie."""
+    not_final, unrecognised = result(oid="b", status="preliminary"), result(oid="a", level=1)
+    assert decide(order(level=3), HBA1C, [not_final, unrecognised]).reason == "not-final"
+    assert decide(order(level=3), HBA1C, [unrecognised, not_final]).reason == "lab-not-recognised"
+
+
 def test_hba1c_at_59_days_is_reused_and_at_61_days_is_expired():
     prior = result()
     assert decide(order(at=T0 + timedelta(days=59)), HBA1C, [prior]).decision == "reuse"

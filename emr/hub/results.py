@@ -112,16 +112,18 @@ def patient_facts(conn: Connection, _pk: int, patient: dict, _now: datetime) -> 
 
 def candidates(conn: Connection, *, national_id: str, loincs: list[str], at: datetime,
                only_from: str | None = None) -> list[FactRow]:
-    """The newest results (up to ten per test) collected no later than ``at``: one indexed query.
+    """The newest results (up to ten per test) collected no later than ``at``, newest first (of two
+    collected at once, the later published): one indexed query.
     ``only_from``: just this facility's own results (the caller may not see the others')."""
     own = F.c.performer_code == only_from if only_from is not None else literal(True)
     ranked = select(
         F.c.observation_id, F.c.loinc, F.c.status, F.c.collected_ms, F.c.performer_code, F.c.positive,
-        F.c.identity_ok,
+        F.c.identity_ok, F.c.row,
         func.row_number().over(partition_by=F.c.loinc, order_by=(F.c.collected_ms.desc(), F.c.row.desc())).label("n"),
     ).where(F.c.national_id == national_id, F.c.loinc.in_(loincs),
             F.c.collected_ms <= int(at.timestamp() * 1000), own).subquery()
-    rows = conn.execute(select(ranked).where(ranked.c.n <= CANDIDATES_PER_TEST)).all()
+    newest_first = (ranked.c.collected_ms.desc(), ranked.c.row.desc())  # the later published wins a tie
+    rows = conn.execute(select(ranked).where(ranked.c.n <= CANDIDATES_PER_TEST).order_by(*newest_first)).all()
     return [FactRow(r.observation_id, r.loinc, r.status,
                     datetime.fromtimestamp(r.collected_ms / 1000, tz=timezone.utc), r.performer_code, r.positive,
                     r.identity_ok)
