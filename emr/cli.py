@@ -5,6 +5,7 @@ Errors from the project's error tree become one line on stderr and exit code 2.
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -221,6 +222,39 @@ def audit(
     except EmrError as error:
         _fail(error)
     print_audit(entries, national_id=national_id, facility_names=names, console=out_console, lang=chosen)
+
+
+@app.command()
+def loadtest(
+    hub: Annotated[str, typer.Option(help="FHIR base URL of a hub on 127.0.0.1, e.g. http://127.0.0.1:8080/fhir")],
+    rate: Annotated[float, typer.Option(help="Requests started per second")] = 20.0,
+    duration: Annotated[float, typer.Option(help="Seconds during which requests are started")] = 10.0,
+    mix: Annotated[str, typer.Option(help="Weights of the request kinds: publish, search, check")] = "publish=1,search=2,check=2",
+    max_requests: Annotated[int | None, typer.Option(help="Start at most this many requests")] = None,
+    workers: Annotated[int, typer.Option(help="Requests in flight at once (connections)")] = 16,
+    seed: Annotated[int, typer.Option(help="Seed of the requests' contents and of the facilities' keys (sim-<code>)")] = 2025,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the figures to this JSON file")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the table: vi or en")] = "vi",
+) -> None:
+    """Drive visit Bundles, searches by national ID and $check-reuse at a hub on this machine; report
+    throughput, latency percentiles and errors (exit 1 when any request failed)."""
+    from emr.load.driver import run_load
+    from emr.load.plan import make_plan
+    from emr.load.report import as_json, errors, print_report
+    from emr.load.workload import build_workload
+
+    chosen = _lang(lang)
+    try:
+        plan = make_plan(hub=hub, rate=rate, duration=duration, mix=mix, max_requests=max_requests,
+                         workers=workers, seed=seed)
+        result = run_load(plan, build_workload(Settings(), seed=seed))
+    except EmrError as error:
+        _fail(error)
+    print_report(result, console=out_console, lang=chosen)
+    if json_out:
+        json_out.write_text(json.dumps(as_json(result), indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if errors(result):
+        raise typer.Exit(1)
 
 
 def _write_reports(run_dir: Path, formats: str, lang: str) -> list[Path]:
