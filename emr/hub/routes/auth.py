@@ -24,8 +24,8 @@ MAX_FORM_BYTES = 64 * 1024
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
-@router.get("/.well-known/smart-configuration")
-@router.get("/fhir/.well-known/smart-configuration")
+@router.get("/.well-known/smart-configuration", responses={404: {"description": "The hub runs without authentication"}})
+@router.get("/fhir/.well-known/smart-configuration", include_in_schema=False)
 async def smart_configuration(request: Request) -> Response:
     hub = hub_of(request)
     if not hub.auth_required:
@@ -41,7 +41,8 @@ async def smart_configuration(request: Request) -> Response:
     })
 
 
-@router.post("/auth/token")
+@router.post("/auth/token", responses={400: {"description": "OAuth error: a malformed request or scope"},
+                                       401: {"description": "OAuth error: invalid_client"}})
 async def token(request: Request) -> Response:
     hub = hub_of(request)
     try:
