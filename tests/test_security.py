@@ -225,6 +225,9 @@ def test_a_scope_that_does_not_allow_the_interaction_is_403(hub, clock):
     assert "system/Patient.c" in refused(post(hub, "Patient", body, read_only), 403)
     assert "search of Encounter" in refused(hub.get("/fhir/Encounter", headers=read_only), 403)
     assert hub.get("/fhir/Patient", headers=read_only).status_code == 200
+    hook = {"hook": "order-select", "hookInstance": "x", "context": {"patientId": "nobody", "draftOrders": {}}}
+    refused(hub.post("/cds-services/reuse-check-order-select", content=orjson.dumps(hook),
+                     headers={**HDR, **bearer(hub, clock, scope="system/Patient.rs")}), 403)
 
 
 # ---------------------------------------------------------------- writes

@@ -7,7 +7,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.concurrency import run_in_threadpool
 
 from emr.errors import NotFound
-from emr.hub import cds, ordering
+from emr.hub import access, cds, ordering
 from emr.hub.db import read_transaction
 from emr.hub.http import hub_of, read_json
 from emr.hub.openapi import CDS_CARDS, CDS_DISCOVERY, CDS_REQUEST, answers, fhir_body
@@ -28,6 +28,7 @@ async def call_service(request: Request, service_id: str) -> Response:
 
     def work() -> dict:
         orders = cds.parse_hook_request(service_id, body)
+        access.require_scope("Observation", "s")  # a hook call is a question about results
         now = hub.clock()
         with read_transaction(hub.engine) as conn:
             try:
