@@ -45,7 +45,7 @@ CLIENT_SYSTEM = "urn:emr:client-id"
 BREAK_GLASS = {"system": ACT_REASON, "code": "BTG", "display": "break the glass"}
 ACTIONS = {"create": "C", "read": "R", "vread": "R", "history-instance": "R", "search-type": "E",
            "update": "U", "delete": "D", "operation": "E", "transaction": "E", "batch": "E"}
-MAX_REFERENCES = 50  # data entities named per event; the query names the rest
+MAX_REFERENCES = 50  # data entities named per event (a search names its query instead, as BALP's Query does)
 
 
 @dataclass
@@ -252,9 +252,10 @@ def _entities(trail: AuditTrail, touched: Touched) -> list[dict]:
     if touched.national_id:
         entities.append({"what": {"type": "Patient", "identifier": {"system": NATIONAL_ID_SYSTEM,
                                                                    "value": touched.national_id}}, **patient_role})
+    listed = [] if trail.interaction == "search-type" else touched.references[:MAX_REFERENCES]  # BALP: a query
     entities += [{"what": {"reference": ref}, "type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
                   "role": {"system": OBJECT_ROLE, "code": "4", "display": "Domain Resource"}}
-                 for ref in touched.references[:MAX_REFERENCES]]
+                 for ref in listed]
     if trail.query is not None or trail.resource_type:
         text = f"{trail.resource_type or ''}{'?' + trail.query if trail.query else ''}" or "/"
         entities.append({"type": {"system": ENTITY_TYPE, "code": "2", "display": "System Object"},
