@@ -45,8 +45,10 @@ class Ack:
 
 
 def _jobs(writer: int) -> list[tuple[str, int]]:
-    """(facility, citizen) pairs; neighbouring writers share most of theirs."""
-    return [(FACILITIES[(writer + k) % len(FACILITIES)], (writer * 5 + k) % len(CITIZENS))
+    """(facility, citizen) pairs: writers 2n and 2n+1 do the same jobs, and each pair shares
+    some with the next pair, so up to four writers update one registration at once."""
+    team = writer // 2
+    return [(FACILITIES[(team + k) % len(FACILITIES)], (team * 5 + k) % len(CITIZENS))
             for k in range(JOBS_PER_WRITER)]
 
 
