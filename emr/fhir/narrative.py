@@ -30,7 +30,10 @@ def narrative_problems(resource: dict, where: str | None = None) -> list[Problem
         problems.append(Problem("the narrative may hold only basic XHTML formatting: no scripts, forms, frames, "
                                 "styles, event handlers or script links (FHIR txt-1, txt-2)",
                                 f"{where}.text.div", "value"))
-    for i, contained in enumerate(resource.get("contained") or []):
+    contained_list = resource.get("contained")
+    if not isinstance(contained_list, list):
+        return problems  # a malformed 'contained' is the structure check's to report
+    for i, contained in enumerate(contained_list):
         if isinstance(contained, dict):
             problems += narrative_problems(contained, f"{where}.contained[{i}]")
     return problems
