@@ -86,6 +86,9 @@ def load(base: str, sent: list[Sent], stop: threading.Event, counter: iter) -> N
                 return
 
 
+IDENTIFIERS_PER_SEARCH = 20  # keeps each search value under the hub's length limit
+
+
 def stored(http: httpx.Client, base: str, sent: list[Sent]) -> Counter:
     """How many resources the hub holds under each identifier that was sent (one search per type)."""
     wanted: dict[str, list[str]] = {}
@@ -94,12 +97,13 @@ def stored(http: httpx.Client, base: str, sent: list[Sent]) -> Counter:
             wanted.setdefault(rtype, []).append(identifier)
     found: Counter = Counter()
     for rtype, identifiers in wanted.items():
-        escaped = ",".join(i.replace(",", "\\,") for i in identifiers)
-        page = http.get(f"{base}/{rtype}", params={"identifier": escaped, "_count": 1000}).json()
-        assert page["total"] == len(page.get("entry", [])), "more than one page"
-        for entry in page.get("entry", []):
-            ident = entry["resource"]["identifier"][0]
-            found[(rtype, f"{ident['system']}|{ident['value']}")] += 1
+        for start in range(0, len(identifiers), IDENTIFIERS_PER_SEARCH):
+            escaped = ",".join(i.replace(",", "\\,") for i in identifiers[start:start + IDENTIFIERS_PER_SEARCH])
+            page = http.get(f"{base}/{rtype}", params={"identifier": escaped, "_count": 1000}).json()
+            assert page["total"] == len(page.get("entry", [])), "more than one page"
+            for entry in page.get("entry", []):
+                ident = entry["resource"]["identifier"][0]
+                found[(rtype, f"{ident['system']}|{ident['value']}")] += 1
     return found
 
 
