@@ -75,3 +75,19 @@ def test_a_malformed_etag_is_a_client_error(sqlite_client, etag):
     created = put(sqlite_client, f"Patient?{MRN_QUERY}", body()).json()
     refused(put(sqlite_client, f"Patient/{created['id']}", created, etag or " "), 400)
     assert sqlite_client.get(f"/fhir/Patient/{created['id']}/_history/²").status_code == 404
+
+
+def test_a_new_version_is_never_dated_before_the_one_it_replaces(sqlite_url, clock):
+    """A writer that read the clock before waiting for the row's lock must not date its version
+    earlier than the version committed meanwhile (clients polling _lastUpdated would miss it)."""
+    from datetime import timedelta
+
+    from tests.conftest import make_client
+
+    with make_client(sqlite_url, clock, auth=False) as client:
+        created = put(client, f"Patient?{MRN_QUERY}", body()).json()
+        clock.now -= timedelta(minutes=5)
+        updated = put(client, f"Patient/{created['id']}", {**created, "gender": "female"}).json()
+        client.app.state.hub.engine.dispose()
+    assert updated["meta"]["versionId"] == "2"
+    assert updated["meta"]["lastUpdated"] >= created["meta"]["lastUpdated"]

@@ -149,12 +149,12 @@ class Store:
             if if_match:
                 raise PreconditionFailed(f"{rtype}/{rid} does not exist, so If-Match cannot hold")
             return self._insert(conn, dict(resource), now=now)
-        pk, version = current
+        pk, version, last_updated = current
         if if_match and _etag_version(if_match) != version:
             raise PreconditionFailed(
                 f"{rtype}/{rid} is at version {version}, not {_etag_version(if_match)} (If-Match)",
                 location=f"{rtype}/{rid}")
-        return self._replace(conn, pk, dict(resource), version=version + 1, now=now)
+        return self._replace(conn, pk, dict(resource), version=version + 1, now=_not_before(now, last_updated))
 
     def conditional_update(self, conn: Connection, rtype: str, criteria: str, resource: dict, *,
                            now: datetime, if_match: str | None = None) -> Written:
@@ -194,7 +194,8 @@ class Store:
         current = _lock_current(conn, rtype, rid)
         if current is None:
             return  # deleting what is not there succeeds (FHIR: 200/204 either way)
-        pk, version = current
+        pk, version, last_updated = current
+        now = _not_before(now, last_updated)
         _check_write(conn, f"{rtype}/{rid}", pk, None)
         instant = to_fhir_instant(now)
         tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": instant}}
@@ -293,13 +294,22 @@ def _exists(conn: Connection, rtype: str, rid: str) -> bool:
     return conn.execute(select(R.c.pk).where(R.c.resource_type == rtype, R.c.id == rid)).first() is not None
 
 
-def _lock_current(conn: Connection, rtype: str, rid: str) -> tuple[int, int] | None:
-    """(pk, version) of a resource, row-locked until the transaction ends."""
-    query = select(R.c.pk, R.c.version_id).where(R.c.resource_type == rtype, R.c.id == rid)
+def _lock_current(conn: Connection, rtype: str, rid: str) -> tuple[int, int, str] | None:
+    """(pk, version, lastUpdated) of a resource, row-locked until the transaction ends."""
+    query = select(R.c.pk, R.c.version_id, R.c.last_updated).where(R.c.resource_type == rtype, R.c.id == rid)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return (row.pk, row.version_id) if row else None
+    return (row.pk, row.version_id, row.last_updated) if row else None
+
+
+def _not_before(now: datetime, last_updated: str) -> datetime:
+    """A new version is never older than the one it replaces. A transaction reads its clock
+    when it starts and may then wait for this row's lock while a later one writes it; without
+    this, version n+1 could carry an earlier lastUpdated than version n, and a client polling
+    ``_lastUpdated=gt…`` would never see it."""
+    previous = datetime.fromisoformat(last_updated.replace("Z", "+00:00"))
+    return max(now, previous) if now.tzinfo else now
 
 
 def _content_by_pk(conn: Connection, pk: int) -> dict:
