@@ -6,7 +6,7 @@ import orjson
 import pytest
 
 from emr.fhir.builders import lab_observation, patient
-from emr.identity import NATIONAL_ID_SYSTEM, PASSPORT_SYSTEM, mrn_system
+from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM, PASSPORT_SYSTEM, mrn_system
 
 NID = "027085012345"  # Bắc Ninh, male, 1985
 HDR = {"Content-Type": "application/fhir+json"}
@@ -215,6 +215,39 @@ def test_transaction_rewrites_urn_uuid_references(client):
     assert result["entry"][0]["response"]["status"].startswith("201")
 
 
+def test_one_bundle_registers_links_and_publishes(client):
+    """Results sent ahead of their Patient in one transaction, one naming it by reference and
+    one only by national ID: both are found under the Patient, the person is linked, and the
+    first result can be reused at another hospital."""
+    pat = patient(facility_code="27001", mrn="T-9", national_id=NID, family="Trần", given="Cúc",
+                  gender="male", birth_date="1985")
+    by_reference, by_identifier = (
+        lab_observation(patient_ref="urn:uuid:44444444-4444-4444-4444-444444444444", facility_code="27001",
+                        loinc=loinc, display=loinc, collected="2025-09-01T07:00:00+07:00",
+                        value={"valueQuantity": {"value": 6.1, "unit": "%"}}) for loinc in ("4548-4", "2345-7"))
+    by_identifier["subject"] = {"type": "Patient", "identifier": {"system": NATIONAL_ID_SYSTEM, "value": NID}}
+    response = post(client, "", _transaction([
+        {"fullUrl": f"urn:uuid:3333333{n}-3333-3333-3333-333333333333", "resource": obs,
+         "request": {"method": "POST", "url": "Observation"}} for n, obs in enumerate((by_reference, by_identifier))
+    ] + [{"fullUrl": "urn:uuid:44444444-4444-4444-4444-444444444444", "resource": pat,
+          "request": {"method": "POST", "url": "Patient"}}]))
+    assert response.status_code == 200, response.text
+    patient_id = response.json()["entry"][2]["resource"]["id"]
+    assert client.get(f"/fhir/Observation?subject=Patient/{patient_id}").json()["total"] == 2
+    persons = client.get(f"/fhir/Person?identifier={NATIONAL_ID_SYSTEM}|{NID}").json()
+    assert [link["target"]["reference"] for e in persons["entry"] for link in e["resource"]["link"]] == [
+        f"Patient/{patient_id}"]
+    register(client, "01001", mrn="BM-9", family="Trần", given="Cúc")  # referred up to Bạch Mai
+    params = [{"name": "patient", "valueIdentifier": {"system": NATIONAL_ID_SYSTEM, "value": NID}},
+              {"name": "facility", "valueIdentifier": {"system": FACILITY_CODE_SYSTEM, "value": "01001"}},
+              {"name": "at", "valueDateTime": "2025-09-10T08:00:00+07:00"},
+              {"name": "code", "valueCoding": {"system": "http://loinc.org", "code": "4548-4"}}]
+    answer = post(client, "$check-reuse", {"resourceType": "Parameters", "parameter": params})
+    assert answer.status_code == 200, answer.text
+    parts = {p["name"]: p for p in answer.json()["parameter"][0]["part"]}
+    assert parts["decision"]["valueCode"] == "reuse", parts
+
+
 def test_transaction_with_one_bad_entry_leaves_no_trace(client):
     good = patient(facility_code="27001", mrn="T-2", national_id=NID, family="Lê", given="Bình",
                    gender="male", birth_date="1985")
@@ -292,7 +325,6 @@ def test_include_diagnostic_report_results(client):
 def test_performer_logical_reference_is_searchable_by_identifier(client):
     pid = register(client)["id"]
     publish(client, pid, facility="27001")
-    from emr.identity import FACILITY_CODE_SYSTEM
 
     assert client.get(f"/fhir/Observation?performer:identifier={FACILITY_CODE_SYSTEM}|27001").json()["total"] == 1
 

@@ -37,13 +37,14 @@ def _walk(node: dict, model: type, path: str, problems: list[Problem], *, depth:
         if found is None or value is None:
             continue
         kind, inner = found
-        items = value if isinstance(value, list) else [value]
-        for index, item in enumerate(items):
-            where = f"{path}.{key}" + (f"[{index}]" if isinstance(value, list) else "")
+        many = isinstance(value, list)
+        for index, item in enumerate(value if many else (value,)):
             if kind is not None:
                 if not _fits(kind, item):
+                    where = f"{path}.{key}" + (f"[{index}]" if many else "")
                     problems.append(Problem(f"must be a JSON {_NAMES[kind]}, not {_json_name(item)}", where, "structure"))
             elif isinstance(item, dict):
+                where = f"{path}.{key}" + (f"[{index}]" if many else "")
                 _walk(item, _resource_model(item) or inner, where, problems, depth=depth + 1)
 
 

@@ -1,14 +1,15 @@
 """Writing many new resources at once: a few multi-row statements instead of several per resource.
 
-The bulk import writes through here. Every row is built by the same function the
+The bulk import and the new resources of a transaction Bundle are written through
+here. Every row is built by the same function the
 one-resource write path uses — ``store.index_rows``, ``results.fact_rows``,
 ``linking.linked_person``, ``IdentityVerifier.identity_row`` — so the two paths
 cannot drift apart; only the lookups differ: here they are answered from caches
 filled by one query per batch instead of one query per row.
 
-The hooks this module knows (linking, result facts, identity) run batched; any
-other hook registered on the store runs once per resource, as it would on the
-ordinary path.
+The hooks this module knows (linking, result facts, identity, access rows) run
+batched; any other hook registered on the store (the audit trail) runs once per
+resource, as it would on the ordinary path.
 """
 
 from __future__ import annotations
@@ -25,10 +26,21 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from emr.hub import results
+from emr.hub import access, memo, results
 from emr.hub.db import PatientIdentity, PersonRow, ResultFact, TokenIndex
 from emr.hub.linking import PatientLinker, linked_person, national_ids_of
-from emr.hub.store import R, V, LogicalResolver, Store, index_rows, resolve_logical, stamp
+from emr.hub.relationships import access_facts, write_access_rows
+from emr.hub.searchparams import Extracted, extract
+from emr.hub.store import (
+    R,
+    V,
+    LogicalResolver,
+    Store,
+    index_rows,
+    resolve_logical,
+    stamp,
+    stored_ids_with_identifier,
+)
 from emr.hub.verification import TRUSTED, IdentityVerifier
 from emr.identity import NATIONAL_ID_SYSTEM
 
@@ -45,7 +57,12 @@ def chunks(items: list, size: int) -> Iterator[list]:
 
 
 def insert_resources(conn: Connection, resources: list[dict], *, resolve: LogicalResolver) -> list[int]:
-    """Insert stamped, new resources with their first version and index rows; their pks, in order."""
+    """Insert stamped, new resources with their first version and index rows; their pks, in order.
+
+    A logical reference to a resource of the same batch resolves as it would had that
+    resource been written first: identifiers are gathered from the whole batch before
+    any reference is resolved.
+    """
     if not resources:
         return []
     rows = [{"resource_type": r["resourceType"], "id": r["id"], "version_id": 1,
@@ -55,14 +72,37 @@ def insert_resources(conn: Connection, resources: list[dict], *, resolve: Logica
     conn.execute(insert(V), [{"resource_pk": pk, "version_id": 1, "last_updated": row["last_updated"],
                               "method": "POST", "deleted": False, "content": row["content"]}
                              for pk, row in zip(pks, rows)])
+    found = [extract(r) for r in resources]
+    resolve = _with_batch_identifiers(conn, resolve, resources, found)
     per_table: dict[type, list[dict]] = defaultdict(list)
-    for pk, resource in zip(pks, resources):
-        for table, table_rows in index_rows(pk, resource, resolve).items():
+    for pk, resource, extracted in zip(pks, resources, found):
+        for table, table_rows in index_rows(pk, resource, resolve, extracted).items():
             per_table[table].extend(table_rows)
     for table, table_rows in per_table.items():
         if table_rows:
             conn.execute(insert(table.__table__), table_rows)
     return pks
+
+
+def _with_batch_identifiers(conn: Connection, resolve: LogicalResolver, resources: list[dict],
+                            found: list[Extracted]) -> LogicalResolver:
+    """``resolve``, also counting the identifiers the batch itself carries."""
+    local: dict[tuple[str, str, str], set[str]] = defaultdict(set)
+    for resource, extracted in zip(resources, found):
+        for param, system, code in extracted.tokens:
+            if param == "identifier":
+                local[(resource["resourceType"], system, code)].add(resource["id"])
+    if not local:
+        return resolve
+
+    def both(target_type: str, system: str, value: str) -> str | None:
+        mine = local.get((target_type, system, value))
+        if not mine:
+            return resolve(target_type, system, value)
+        ids = mine | set(stored_ids_with_identifier(conn, target_type, system, value))
+        return next(iter(ids)) if len(ids) == 1 else None
+
+    return both
 
 
 @dataclass
@@ -129,31 +169,39 @@ class BatchWriter:
         self.lookups = CachedLookups(self.conn)
 
     def write(self, resources: list[dict]) -> list[int]:
-        """Insert stamped new resources (Patients before what refers to them) and run their hooks."""
+        """Insert stamped new resources and run their hooks (a new Patient's before the others',
+        so the results written beside it read its national ID and identity status)."""
         pks = insert_resources(self.conn, resources, resolve=self.resolve)
         by_type: dict[str, list[tuple[int, dict]]] = defaultdict(list)
         for pk, resource in zip(pks, resources):
             by_type[resource["resourceType"]].append((pk, resource))
-        for rtype, written in by_type.items():
-            self._run_hooks(rtype, written)
+        for rtype in by_type:
+            memo.forget(self.conn, rtype)
+        for rtype in sorted(by_type, key=lambda t: t != "Patient"):
+            self._run_hooks(rtype, by_type[rtype])
         return pks
 
     def _run_hooks(self, rtype: str, written: list[tuple[int, dict]]) -> None:
-        for hook in self.store.hooks.get("*", []):  # hooks on every write (audit, access) run as ever
+        for hook in self.store.hooks.get("*", []):  # hooks on every write (audit, access)
+            if hook is access_facts:
+                write_access_rows(self.conn, written)
+                continue
             for pk, resource in written:
                 hook(self.conn, pk, resource, self.now)
-        for hook in self.store.hooks.get(rtype, []):
-            if isinstance(hook, PatientLinker):
-                self._link(hook, [r for _, r in written])
-            elif isinstance(hook, IdentityVerifier):
-                self._insert(I, [row for _, r in written if (row := hook.identity_row(r)) is not None])
-            elif hook is results.observation_facts:
-                self._facts(written)
-            elif hook is results.patient_facts:
-                continue  # a new Patient has no results yet: its hub id was never referred to
-            else:
-                for pk, resource in written:
-                    hook(self.conn, pk, resource, self.now)
+        with access.as_hub():  # what the type's hooks write (person links…) is the hub's, not the caller's
+            for hook in self.store.hooks.get(rtype, []):
+                self._run_type_hook(hook, written)
+
+    def _run_type_hook(self, hook: object, written: list[tuple[int, dict]]) -> None:
+        if isinstance(hook, PatientLinker):
+            self._link(hook, [r for _, r in written])
+        elif isinstance(hook, IdentityVerifier):
+            self._insert(I, [row for _, r in written if (row := hook.identity_row(r)) is not None])
+        elif hook is results.observation_facts:
+            self._facts(written)
+        elif hook is not results.patient_facts:  # a new Patient has no results yet: its id was never referred to
+            for pk, resource in written:
+                hook(self.conn, pk, resource, self.now)
 
     def _facts(self, written: list[tuple[int, dict]]) -> None:
         self.lookups.preload({pid for _, r in written if (pid := results.subject_patient_id(r))})

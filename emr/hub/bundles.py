@@ -12,6 +12,8 @@ A batch runs each entry on its own (a savepoint each) and reports each outcome.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from urllib.parse import urlsplit
@@ -23,10 +25,11 @@ from sqlalchemy.engine import Connection
 from emr.errors import EmrError, InvalidInput
 from emr.fhir import bundle, operation_outcome
 from emr.hub import search
+from emr.hub.batchwrite import BatchWriter
 from emr.hub.db import write_transaction
 from emr.hub.http import Hub
 from emr.hub.limits import Limits
-from emr.hub.store import R, Written
+from emr.hub.store import R, Written, claim
 
 METHOD_ORDER = {"DELETE": 0, "POST": 1, "PUT": 2, "GET": 3}
 
@@ -113,26 +116,67 @@ def _transaction(hub: Hub, entries: list[Entry]) -> dict:
         for entry in entries:
             if entry.resource is not None:
                 entry.resource = rewrite_references(entry.resource, mapping)
-        for entry in sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index)):
-            try:
-                responses[entry.index] = _run(hub, conn, entry, now=now)
-            except EmrError as exc:
-                exc.problems = [p.__class__(p.message, f"Bundle.entry[{entry.index}]" + (
-                    f".{p.location}" if p.location else ""), p.code) for p in exc.problems]
-                raise
+        ordered = sorted(entries, key=lambda e: (METHOD_ORDER[e.method], e.index))
+        creates = [e for e in ordered if _creates_new(e)]
+        for entry in ordered:
+            if entry.method == "POST" and creates:  # the POSTs run together: new ones first, batched
+                responses.update(_create_all(hub, conn, creates, now=now))
+                creates = []
+            if entry.index not in responses:
+                with _located(entry):
+                    responses[entry.index] = _run(hub, conn, entry, now=now)
     return bundle("transaction-response", [responses[e.index] for e in entries])
+
+
+def _creates_new(entry: Entry) -> bool:
+    """A POST whose id is planned and which matched nothing: a plain insert."""
+    return entry.method == "POST" and entry.planned_id is not None and entry.existing is None
+
+
+def _create_all(hub: Hub, conn: Connection, entries: list[Entry], *, now: datetime) -> dict[int, dict]:
+    """Check every new resource as a single create would, then insert them all with a few statements."""
+    resources = []
+    for entry in entries:
+        with _located(entry):
+            require_type(entry.resource, entry.resource_type)
+            resources.append(hub.store.prepare_new(conn, entry.resource, now=now, new_id=entry.planned_id))
+    BatchWriter(conn, hub.store, now).write(resources)
+    return {e.index: _write_response(hub, Written(r, created=True, status=201)) for e, r in zip(entries, resources)}
+
+
+@contextmanager
+def _located(entry: Entry) -> Iterator[None]:
+    """Errors raised for one entry name it: ``Bundle.entry[i]…``."""
+    try:
+        yield
+    except EmrError as exc:
+        exc.problems = [p.__class__(p.message, f"Bundle.entry[{entry.index}]" + (
+            f".{p.location}" if p.location else ""), p.code) for p in exc.problems]
+        raise
 
 
 def _assign_ids(hub: Hub, conn: Connection, entries: list[Entry]) -> dict[str, str]:
     """fullUrl → 'Type/id' for every entry that creates or conditionally writes."""
+    _claim_all(conn, entries)
     mapping: dict[str, str] = {}
     for entry in entries:
         if not entry.full_url or entry.method not in ("POST", "PUT"):
             continue
-        entry.planned_id = _planned_id(hub, conn, entry)
+        with _located(entry):
+            entry.planned_id = _planned_id(hub, conn, entry)
         if entry.planned_id:
             mapping[entry.full_url] = f"{entry.resource_type}/{entry.planned_id}"
     return mapping
+
+
+def _claim_all(conn: Connection, entries: list[Entry]) -> None:
+    """Claim every conditional create's criteria in one go (``Store.claim``)."""
+    keys = []
+    for entry in entries:
+        if entry.full_url and entry.method == "POST" and entry.if_none_exist:
+            with _located(entry):
+                keys.append((entry.resource_type, search.criteria_key(search.parse_criteria(entry.if_none_exist))))
+    claim(conn, keys)
 
 
 def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
@@ -140,7 +184,7 @@ def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
     if entry.method == "PUT" and entry.rid:
         return entry.rid
     if entry.method == "POST" and entry.if_none_exist:
-        entry.existing = hub.store.match(conn, entry.resource_type, entry.if_none_exist)
+        entry.existing = hub.store.match(conn, entry.resource_type, entry.if_none_exist, claimed=True)
         return entry.existing["id"] if entry.existing else str(uuid.uuid4())
     if entry.method == "POST":
         return str(uuid.uuid4())

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import delete, insert
+from sqlalchemy import Table, delete, insert
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -157,20 +157,35 @@ def access_facts(conn: Connection, pk: int, resource: dict, _now: datetime) -> N
     if str((resource.get("meta") or {}).get("versionId")) != "1":  # a first version has no rows yet
         for table in (AF, CL, SR):
             conn.execute(delete(table).where(table.c.resource_pk == pk))
+    write_access_rows(conn, [(pk, resource)])
+
+
+def write_access_rows(conn: Connection, written: list[tuple[int, dict]]) -> None:
+    """Insert the access rows of resources that have none yet, a few statements for all of them."""
+    per_table: dict[Table, list[dict]] = {AF: [], CL: [], SR: []}
+    for pk, resource in written:
+        for table, rows in access_rows(pk, resource).items():
+            per_table[table].extend(rows)
+        if resource.get("resourceType") == "Patient":
+            _set_subject(conn, resource)
+    for table, rows in per_table.items():
+        if rows:
+            conn.execute(insert(table), rows)
+
+
+def access_rows(pk: int, resource: dict) -> dict[Table, list[dict]]:
+    """The owner, care-link and sharing-refusal rows of one stored resource, by table."""
     if "meta" in resource and len(resource) <= 3 and "id" in resource:
-        return  # a deletion tombstone: it owns nothing and relates nobody
-    patient_id = subject_of(resource) or ""
-    owners = sorted(owners_of(resource)) or [""]
-    conn.execute(insert(AF), [{"resource_pk": pk, "owner": o[:16], "patient_id": patient_id[:64]} for o in owners])
+        return {}  # a deletion tombstone: it owns nothing and relates nobody
+    patient_id = (subject_of(resource) or "")[:64]
+    rows: dict[Table, list[dict]] = {
+        AF: [{"resource_pk": pk, "owner": o[:16], "patient_id": patient_id} for o in sorted(owners_of(resource)) or [""]]}
     if patient_id:
-        links = [{"resource_pk": pk, "facility_code": f[:16], "patient_id": patient_id[:64]}
-                 for f in sorted(care_facilities_of(resource))]
-        if links:
-            conn.execute(insert(CL), links)
-    if resource.get("resourceType") == "Patient":
-        _set_subject(conn, resource)
-    elif resource.get("resourceType") == "Consent" and patient_id and refuses_sharing(resource):
-        conn.execute(insert(SR).values(resource_pk=pk, patient_id=patient_id[:64]))
+        rows[CL] = [{"resource_pk": pk, "facility_code": f[:16], "patient_id": patient_id}
+                    for f in sorted(care_facilities_of(resource))]
+        if resource.get("resourceType") == "Consent" and refuses_sharing(resource):
+            rows[SR] = [{"resource_pk": pk, "patient_id": patient_id}]
+    return rows
 
 
 def person_key(patient: dict) -> str:

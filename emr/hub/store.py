@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import delete, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -41,7 +41,7 @@ from emr.hub.db import (
     VersionRow,
 )
 from emr.hub.limits import Limits
-from emr.hub.searchparams import extract
+from emr.hub.searchparams import Extracted, extract
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
 R = ResourceRow.__table__
@@ -82,10 +82,12 @@ class Store:
         False only for what the hub builds itself and its tests check (audit entries)."""
         return self._insert(conn, {**resource, "id": new_id}, now=now, validate=validate)
 
-    def match(self, conn: Connection, rtype: str, criteria: str) -> dict | None:
-        """The one resource matching conditional ``criteria``, claimed for this transaction, or None."""
+    def match(self, conn: Connection, rtype: str, criteria: str, *, claimed: bool = False) -> dict | None:
+        """The one resource matching conditional ``criteria``, claimed for this transaction
+        (already, when ``claimed``: see ``claim``), or None."""
         params = search.parse_criteria(criteria)
-        _claim(conn, rtype, search.criteria_key(params))
+        if not claimed:
+            claim(conn, [(rtype, search.criteria_key(params))])
         pks = search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
         if len(pks) > 1:
             raise PreconditionFailed(
@@ -97,11 +99,18 @@ class Store:
         _check_read(conn, rtype, found["id"], pks[0])
         return found
 
-    def _insert(self, conn: Connection, resource: dict, *, now: datetime, validate: bool = True) -> Written:
+    def prepare_new(self, conn: Connection, resource: dict, *, now: datetime, new_id: str,
+                    validate: bool = True) -> dict:
+        """A new resource stamped as version 1, checked and cleared for the caller, not yet stored."""
+        resource = {**resource, "id": new_id}
         stamp(resource, version=1, now=now)
         if validate:
             validate_resource(resource)
         _check_write(conn, f"{resource['resourceType']}/{resource['id']}", None, resource)
+        return resource
+
+    def _insert(self, conn: Connection, resource: dict, *, now: datetime, validate: bool = True) -> Written:
+        resource = self.prepare_new(conn, resource, now=now, new_id=resource["id"], validate=validate)
         content = _dump(resource)
         pk = conn.execute(insert(R).values(
             resource_type=resource["resourceType"], id=resource["id"], version_id=1,
@@ -162,7 +171,7 @@ class Store:
         resource must be at that version (and must exist), as for ``PUT Type/id``."""
         _type_of(resource, expected=rtype)
         params = search.parse_criteria(criteria)
-        _claim(conn, rtype, search.criteria_key(params))
+        claim(conn, [(rtype, search.criteria_key(params))])
         pks = search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
         if len(pks) > 1:
             raise PreconditionFailed(f"'{criteria}' matched several {rtype} resources", location=f"{rtype}?{criteria}")
@@ -316,15 +325,22 @@ def _content_by_pk(conn: Connection, pk: int) -> dict:
     return orjson.loads(conn.execute(select(R.c.content).where(R.c.pk == pk)).scalar_one())
 
 
-def _claim(conn: Connection, rtype: str, key: str) -> None:
+def claim(conn: Connection, keys: Iterable[tuple[str, str]]) -> None:
+    """Claim (type, criteria key) pairs for this transaction before searching for their matches.
+
+    All of a transaction's claims are taken at once and in one order, so two Bundles that
+    share criteria wait for each other instead of deadlocking."""
     table = ConditionalClaim.__table__
-    values = {"resource_type": rtype, "criteria": key[:512]}
-    if conn.dialect.name == "postgresql":
-        conn.execute(pg_insert(table).values(values).on_conflict_do_nothing())
-        conn.execute(select(table.c.criteria).where(
-            table.c.resource_type == rtype, table.c.criteria == values["criteria"]).with_for_update())
-    else:
-        conn.execute(sqlite_insert(table).values(values).on_conflict_do_nothing())
+    values = [{"resource_type": rtype, "criteria": key[:512]} for rtype, key in sorted(set(keys))]
+    if not values:
+        return
+    if conn.dialect.name != "postgresql":  # SQLite's single writer already holds the lock
+        conn.execute(sqlite_insert(table).on_conflict_do_nothing(), values)
+        return
+    conn.execute(pg_insert(table).on_conflict_do_nothing(), values)
+    wanted = [(v["resource_type"], v["criteria"]) for v in values]
+    conn.execute(select(table.c.criteria).where(tuple_(table.c.resource_type, table.c.criteria).in_(wanted))
+                 .order_by(table.c.resource_type, table.c.criteria).with_for_update())
 
 
 def _drop_indexes(conn: Connection, pk: int) -> None:
@@ -336,15 +352,17 @@ def _drop_indexes(conn: Connection, pk: int) -> None:
 LogicalResolver = Callable[[str, str, str], str | None]
 
 
-def index_rows(pk: int, resource: dict, resolve: LogicalResolver) -> dict[type, list[dict]]:
+def index_rows(pk: int, resource: dict, resolve: LogicalResolver,
+               found: Extracted | None = None) -> dict[type, list[dict]]:
     """Every index row of one resource, by index table.
 
     ``resolve(target_type, system, value)`` turns a logical reference into the id of
-    the one resource carrying that identifier. The write path and the bulk import
-    both build their rows here.
+    the one resource carrying that identifier. The write path and the batched writes
+    both build their rows here; ``found`` is the resource's ``extract``, when the
+    caller already has it.
     """
     rtype = resource["resourceType"]
-    found = extract(resource)
+    found = found or extract(resource)
     base = {"resource_pk": pk, "resource_type": rtype}
     tokens = [{**base, "param": p, "system": s[:255], "code": c[:255]} for p, s, c in found.tokens]
     refs = [{**base, "param": p, "target_type": t[:64], "target_id": i[:64]} for p, t, i in found.references]
@@ -376,12 +394,17 @@ def resolve_logical(conn: Connection, target_type: str, system: str, value: str)
 
 
 def _resolve_logical(conn: Connection, target_type: str, system: str, value: str) -> str | None:
+    ids = stored_ids_with_identifier(conn, target_type, system, value)
+    return ids[0] if len(ids) == 1 else None
+
+
+def stored_ids_with_identifier(conn: Connection, target_type: str, system: str, value: str) -> list[str]:
+    """Up to two ids of stored ``target_type`` resources carrying this identifier."""
     T = TokenIndex.__table__
     query = (select(R.c.id).join(T, T.c.resource_pk == R.c.pk).where(
         T.c.resource_type == target_type, T.c.param == "identifier", T.c.code == value,
         T.c.system == system, R.c.deleted.is_(False)).limit(2))
-    ids = conn.execute(query).scalars().all()
-    return ids[0] if len(ids) == 1 else None
+    return list(conn.execute(query).scalars())
 
 
 def _insert_many(conn: Connection, table: type, rows: Iterable[dict]) -> None:
