@@ -30,6 +30,7 @@ from emr.reuse import OVERRIDE_REASONS
 from emr.sim.clock import SimClock
 from emr.sim.engine import World, build_population, run, start_of
 from emr.sim.hospital import FacilityClient
+from emr.sim.loopback import Loopback
 from emr.sim.network import Forward, Link, LinkTransport
 from emr.sim.outbox import Courier, Outbox
 from emr.sim.population import load_population_tables
@@ -114,8 +115,6 @@ def _hub_client(settings: Settings, request: SimulationRequest, registry: Popula
             open_hub = http.get(".well-known/smart-configuration").status_code == 404
             yield http, lambda code: None if open_hub else _auth(code, keys[code], base, _wall_clock())
         return
-    from fastapi.testclient import TestClient
-
     from emr.hub.app import create_app
 
     request.out.mkdir(parents=True, exist_ok=True)
@@ -126,7 +125,7 @@ def _hub_client(settings: Settings, request: SimulationRequest, registry: Popula
     hub_clock = _reading(clock)
     app = create_app(hub_settings, registry=registry, clients=clients, clock=hub_clock)
     try:
-        with TestClient(app, base_url=base + "/") as http:
+        with httpx.Client(base_url=base + "/", transport=Loopback(app), follow_redirects=True) as http:
             yield http, lambda code: _auth(code, keys[code], base, hub_clock)
     finally:
         app.state.hub.engine.dispose()
