@@ -32,7 +32,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 
 import orjson
-from sqlalchemy import and_, exists, literal, or_, select
+from sqlalchemy import and_, bindparam, exists, literal, or_, select
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
@@ -169,14 +169,18 @@ def patient_subject(conn: Connection, patient_id: str) -> str:
 
 
 def subject_refused(conn: Connection, subject: str) -> bool:
-    return conn.execute(select(literal(1)).where(exists(
-        select(SR.c.resource_pk).join(PS, PS.c.patient_id == SR.c.patient_id).where(PS.c.subject == subject)
-    ))).first() is not None
+    return conn.execute(_SUBJECT_REFUSED, {"subject": subject}).first() is not None
 
 
 def subject_related(conn: Connection, facility: str, subject: str) -> bool:
-    return conn.execute(select(literal(1)).where(exists(
-        _related_subjects(facility).where(PS.c.subject == subject)))).first() is not None
+    return conn.execute(_SUBJECT_RELATED, {"facility": facility, "subject": subject}).first() is not None
+
+
+# Built once: these two run on every order-time check, where building a select costs more than running it.
+_SUBJECT_REFUSED = select(literal(1)).where(exists(
+    select(SR.c.resource_pk).join(PS, PS.c.patient_id == SR.c.patient_id).where(PS.c.subject == bindparam("subject"))))
+_SUBJECT_RELATED = select(literal(1)).where(exists(
+    _related_subjects(bindparam("facility")).where(PS.c.subject == bindparam("subject"))))
 
 
 def visible_ids(conn: Connection, resource_type: str, ids: list[str]) -> set[str]:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.engine import Connection
 
 from emr.fhir.dates import to_fhir_instant
@@ -135,11 +135,14 @@ def touched_person(conn: Connection, national_id: str, references: list[str]) ->
     trail = current_trail()
     if trail is None:
         return
-    patients = conn.execute(select(PS.c.patient_id).where(PS.c.subject == national_id)).scalars().all()
+    patients = conn.execute(_PATIENTS_OF, {"subject": national_id}).scalars().all()
     for patient_id in patients or [None]:
         trail.touch(national_id, patient_id=patient_id, reference=None)
     for reference in references:
         trail.touch(national_id, patient_id=None, reference=reference)
+
+
+_PATIENTS_OF = select(PS.c.patient_id).where(PS.c.subject == bindparam("subject"))  # built once: asked per check
 
 
 # ---------------------------------------------------------------- writing events
