@@ -20,6 +20,7 @@ power cut can lose the last few. Times are simulated instants passed in by the c
 from __future__ import annotations
 
 import random
+import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -27,9 +28,7 @@ from pathlib import Path
 from typing import Literal
 
 import orjson
-from sqlalchemy import Column, MetaData, Text, event, func, select, update
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Engine
+from sqlalchemy import Column, MetaData, Text
 from sqlmodel import Field, SQLModel, create_engine
 
 from emr.sim.clock import SimClock
@@ -82,58 +81,67 @@ class Attempt:
 
 
 class Outbox:
-    """The ``outbox`` table of one hospital's SQLite file."""
+    """The ``outbox`` table of one hospital's SQLite file.
+
+    The schema is ``OutboxRow``'s; the statements run on one connection held open for
+    the outbox's life (a simulated hospital writes and sends a message at every visit,
+    and a pooled connection and a compiled query per step cost more than the step). Each
+    write is its own transaction, committed before the call returns.
+    """
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        self.engine = _engine(path)
-        T.create(self.engine, checkfirst=True)
+        _create_schema(path)
+        self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: one statement, one transaction
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
 
     def put(self, key: str, body: dict, *, at: datetime) -> bool:
         """Write a message; a key already in the outbox is left as it is (False)."""
-        values = {"key": key, "created_at": _stamp(at), "body": orjson.dumps(body).decode()}
-        with self.engine.begin() as conn:
-            return conn.execute(sqlite_insert(T).values(values).on_conflict_do_nothing()).rowcount == 1
+        cursor = self._db.execute(
+            "INSERT INTO outbox (key, created_at, state, attempts, last_error, body) "
+            "VALUES (?, ?, 'pending', 0, '', ?) ON CONFLICT DO NOTHING",
+            (key, _stamp(at), orjson.dumps(body).decode()))
+        return cursor.rowcount == 1
 
     def head(self) -> Message | None:
         """The oldest pending message: the only one the courier may send next."""
-        with self.engine.connect() as conn:
-            row = conn.execute(select(T).where(T.c.state == "pending").order_by(T.c.seq).limit(1)).first()
+        row = self._db.execute(
+            "SELECT seq, key, created_at, attempts, next_attempt_at, body FROM outbox "
+            "WHERE state = 'pending' ORDER BY seq LIMIT 1").fetchone()
         if row is None:
             return None
-        return Message(row.seq, row.key, _parse(row.created_at), row.attempts,
-                       _parse(row.next_attempt_at) if row.next_attempt_at else None, orjson.loads(row.body))
+        seq, key, created_at, attempts, next_attempt_at, body = row
+        return Message(seq, key, _parse(created_at), attempts,
+                       _parse(next_attempt_at) if next_attempt_at else None, orjson.loads(body))
 
     def delivered(self, seq: int, *, at: datetime) -> None:
-        self._set(seq, state="delivered", attempts=T.c.attempts + 1, delivered_at=_stamp(at), next_attempt_at=None)
+        self._db.execute("UPDATE outbox SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+                         "next_attempt_at = NULL WHERE seq = ?", (_stamp(at), seq))
 
     def failed(self, seq: int, *, error: str, retry_at: datetime) -> None:
-        self._set(seq, attempts=T.c.attempts + 1, last_error=error[:500], next_attempt_at=_stamp(retry_at))
+        self._db.execute("UPDATE outbox SET attempts = attempts + 1, last_error = ?, next_attempt_at = ? "
+                         "WHERE seq = ?", (error[:500], _stamp(retry_at), seq))
 
     def dead(self, seq: int, *, error: str) -> None:
-        self._set(seq, state="dead", attempts=T.c.attempts + 1, last_error=error[:500], next_attempt_at=None)
+        self._db.execute("UPDATE outbox SET state = 'dead', attempts = attempts + 1, last_error = ?, "
+                         "next_attempt_at = NULL WHERE seq = ?", (error[:500], seq))
 
     def counts(self) -> dict[str, int]:
         """Messages by state, and every send attempt made."""
-        with self.engine.connect() as conn:
-            by_state = dict(conn.execute(select(T.c.state, func.count()).group_by(T.c.state)).all())
-            attempts = conn.execute(select(func.coalesce(func.sum(T.c.attempts), 0))).scalar_one()
+        by_state = dict(self._db.execute("SELECT state, count(*) FROM outbox GROUP BY state").fetchall())
+        attempts = self._db.execute("SELECT coalesce(sum(attempts), 0) FROM outbox").fetchone()[0]
         return {"messages": sum(by_state.values()), "delivered": by_state.get("delivered", 0),
                 "pending": by_state.get("pending", 0), "dead": by_state.get("dead", 0), "attempts": attempts}
 
     def bodies(self, state: str = "delivered") -> list[tuple[str, dict]]:
         """(key, body) of every message in ``state``, oldest first."""
-        with self.engine.connect() as conn:
-            rows = conn.execute(select(T.c.key, T.c.body).where(T.c.state == state).order_by(T.c.seq)).all()
+        rows = self._db.execute("SELECT key, body FROM outbox WHERE state = ? ORDER BY seq", (state,)).fetchall()
         return [(key, orjson.loads(body)) for key, body in rows]
 
     def close(self) -> None:
-        self.engine.dispose()
-
-    def _set(self, seq: int, **values: object) -> None:
-        with self.engine.begin() as conn:
-            conn.execute(update(T).where(T.c.seq == seq).values(**values))
+        self._db.close()
 
 
 @dataclass(frozen=True)
@@ -202,17 +210,12 @@ class Courier:
         self.drain()
 
 
-def _engine(path: Path) -> Engine:
+def _create_schema(path: Path) -> None:
     engine = create_engine(f"sqlite:///{path}")
-
-    @event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:  # type: ignore[no-untyped-def]
-        cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.close()
-
-    return engine
+    try:
+        T.create(engine, checkfirst=True)
+    finally:
+        engine.dispose()
 
 
 def _stamp(at: datetime) -> str:
