@@ -20,6 +20,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
+from typing import BinaryIO
 
 from emr.catalog import Facility, LabTest
 from emr.fhir.dates import VIETNAM_TZ, to_fhir_instant
@@ -30,7 +31,7 @@ from emr.sim.population import Citizen, PopulationTables, corrupt_registration, 
 from emr.sim.publishing import (
     PerformedTest, consent_entry, decision_entry, patient_entry, result_entries, visit_entries,
 )
-from emr.sim.record import OrderOutcome, RunRecord
+from emr.sim.record import OrderOutcome, OrderTally, RunRecord
 from emr.sim.scenario import Scenario
 
 SPECIMEN_DELAY = timedelta(minutes=20)  # order to specimen collection (assumption)
@@ -91,10 +92,13 @@ def start_of(world: World) -> datetime:
 
 
 def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen], clock: SimClock,
-        delivered: dict[str, datetime], progress: Callable[[int, int], None] | None = None) -> RunRecord:
-    """Play the run on ``clock``. ``delivered`` is filled by the network as the hub receives
-    Bundles; the run reads it as the ground truth of what had reached the hub."""
-    state = _State(world, citizens, clients, RunRecord(world.scenario, world.seed, world.patients), clock, delivered)
+        delivered: dict[str, datetime], orders: BinaryIO,
+        progress: Callable[[int, int], None] | None = None) -> RunRecord:
+    """Play the run on ``clock``, writing each ordered test to ``orders`` as it happens.
+    ``delivered`` is filled by the network as the hub receives Bundles; the run reads it
+    as the ground truth of what had reached the hub."""
+    record = RunRecord(world.scenario, world.seed, world.patients, tally=OrderTally(world.tests), sink=orders)
+    state = _State(world, citizens, clients, record, clock, delivered)
     for visit in plan(world, citizens):
         clock.schedule(visit.at, lambda v=visit: _visit(state, v))
     clock.run(progress)

@@ -34,7 +34,7 @@ from emr.sim.loopback import Loopback
 from emr.sim.network import Forward, Link, LinkTransport
 from emr.sim.outbox import Courier, Outbox
 from emr.sim.population import load_population_tables
-from emr.sim.record import summarise, write_run
+from emr.sim.record import orders_path, summarise, write_run
 from emr.sim.registry import PopulationRegistry
 from emr.sim.scenario import cross_check, find_scenario, load_scenario
 
@@ -78,15 +78,17 @@ def simulate(settings: Settings, request: SimulationRequest,
                                    delivered=delivered, outbox_dir=request.out / "outbox", auth=auth_for(code))
                    for code in world.scenario.facilities}
         try:
-            record = run(world, clients=clients, citizens=citizens, clock=clock, delivered=delivered,
-                         progress=progress)
+            request.out.mkdir(parents=True, exist_ok=True)
+            with orders_path(request.out).open("wb") as orders:
+                record = run(world, clients=clients, citizens=citizens, clock=clock, delivered=delivered,
+                             orders=orders, progress=progress)
         finally:
             for client in clients.values():
                 client.http.close()
                 if client.courier:
                     client.courier.outbox.close()
-    summary = summarise(record, world.tests)
-    write_run(request.out, record, summary)
+    summary = summarise(record)
+    write_run(request.out, summary)
     return summary
 
 
