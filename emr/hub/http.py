@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 
 from urllib.parse import parse_qsl
@@ -16,6 +16,7 @@ from sqlalchemy.engine import Engine
 from emr.config import Settings
 from emr.errors import EmrError, InvalidInput, PayloadTooLarge, Problem, UnsupportedMediaType
 from emr.fhir import operation_outcome
+from emr.hub.audit_queue import AuditQueue
 from emr.hub.limits import Limits, check_json
 from emr.hub.ordering import Catalogue
 from emr.credentials import token_url_for
@@ -37,6 +38,10 @@ class Hub:
     catalogue: Catalogue
     clock: Callable[[], datetime]
     tokens: TokenService | None = None
+    audit_queue: AuditQueue = field(init=False)  # where finished requests' AuditEvents are committed
+
+    def __post_init__(self) -> None:
+        self.audit_queue = AuditQueue(engine=self.engine, store=self.store)
 
     @property
     def base_url(self) -> str:

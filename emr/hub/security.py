@@ -25,7 +25,6 @@ from emr.fhir import operation_outcome
 from emr.hub import access, audit
 from emr.hub.access import Principal
 from emr.hub.audit import AuditTrail
-from emr.hub.db import write_transaction
 from emr.hub.http import Hub
 from emr.hub.tokens import EMERGENCY_PURPOSES, PURPOSES
 
@@ -121,13 +120,10 @@ class _AuditedSend:
 
 
 def write_pending(hub: Hub, trail: AuditTrail, status: int, description: str | None) -> None:
+    """Commit the request's AuditEvents (with other requests' if they finish together; ``emr.hub.audit_queue``)."""
     now = hub.clock()
     events = audit.pending_events(trail, status=status, message=description, now=now)
-    if not events:
-        return
-    with write_transaction(hub.engine) as conn:
-        for event in events:
-            audit.write_event(hub.store, conn, event, now=now)
+    hub.audit_queue.record(events, now=now, durable=status >= 400)
 
 
 def _diagnostics(body: bytes) -> str | None:
