@@ -1,9 +1,11 @@
-"""``python -m benchmarks.profile [--size small] [--db sqlite]``: where the hub spends B1's time.
+"""``python -m benchmarks.profile [--bench B1|B3] [--size small] [--db sqlite]``: where the time goes.
 
 Uvicorn would run the hub in another process (and the TestClient in another thread),
-out of a profiler's sight, so this calls the hub's own function for a transaction,
-``bundles.process(hub, bundle)``, on B1's data and Bundles, under pyinstrument (the
-``bench`` extra). Writes ``results/profile-b1.txt`` and prints the time per Bundle.
+out of a profiler's sight, so this calls the hub's own functions under pyinstrument
+(the ``bench`` extra): for B1, ``bundles.process(hub, bundle)`` on B1's data and
+Bundles; for B3, ``bulk.import_files`` on B3's file with one worker (a process pool
+would hide the checking from the profiler). Writes ``results/profile-<bench>.txt``
+and prints the time per Bundle or per resource.
 """
 
 from __future__ import annotations
@@ -48,15 +50,48 @@ def profile_b1(size: str, kind: str, workdir: Path, out: Path) -> float:
     return seconds
 
 
+def profile_b3(size: str, kind: str, workdir: Path, out: Path) -> float:
+    """Seconds per resource through ``bulk.import_files``; the profile goes to ``out``."""
+    from pyinstrument import Profiler
+
+    from benchmarks import b3_backfill
+    from benchmarks.data import history, people, write_ndjson
+    from emr.config import Settings
+    from emr.hub.app import build_hub
+    from emr.hub.bulk import import_files
+
+    path = workdir / "profile-b3.ndjson"
+    count = write_ndjson(path, history(b3_backfill.SEED, b3_backfill.SOURCE,
+                                       people(b3_backfill.SEED, b3_backfill.SIZES[size]),
+                                       b3_backfill.RESULTS_PER_PATIENT))
+    with database(kind, workdir, "profile") as url:
+        hub = build_hub(Settings(database_url=url, auth_required=False))
+        profiler = Profiler(interval=0.001)
+        started = time.perf_counter()
+        with profiler:
+            import_files(hub, [path], source=b3_backfill.SOURCE, workers=1)
+        seconds = (time.perf_counter() - started) / count
+        hub.engine.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
+    return seconds
+
+
+PROFILES = {"B1": (profile_b1, "Bundle"), "B3": (profile_b3, "resource")}
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks.profile", description=__doc__)
+    parser.add_argument("--bench", choices=sorted(PROFILES), default="B1")
     parser.add_argument("--size", choices=SIZES, default="small")
     parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
-    parser.add_argument("--out", type=Path, default=RESULTS / "profile-b1.txt")
+    parser.add_argument("--out", type=Path, help="default: results/profile-<bench>.txt")
     args = parser.parse_args(argv)
+    profile, unit = PROFILES[args.bench]
+    out = args.out or RESULTS / f"profile-{args.bench.lower()}.txt"
     with tempfile.TemporaryDirectory(prefix="emr-profile-") as tmp:
-        seconds = profile_b1(args.size, args.db, Path(tmp), args.out)
-    print(f"{seconds * 1000:.1f} ms per Bundle under the profiler; profile in {args.out}")
+        seconds = profile(args.size, args.db, Path(tmp), out)
+    print(f"{seconds * 1000:.3f} ms per {unit} under the profiler; profile in {out}")
     return 0
 
 

@@ -91,3 +91,31 @@ def test_a_new_version_is_never_dated_before_the_one_it_replaces(sqlite_url, clo
         client.app.state.hub.engine.dispose()
     assert updated["meta"]["versionId"] == "2"
     assert updated["meta"]["lastUpdated"] >= created["meta"]["lastUpdated"]
+
+
+@pytest.fixture
+def open_client(database_url):
+    from tests.conftest import make_client
+
+    with make_client(database_url, auth=False) as opened:
+        yield opened
+
+
+def test_every_version_reads_back_after_updates_deletion_and_return(open_client):
+    """Each version's JSON, old and current, comes back from vread and history through two
+    updates, a deletion and a re-creation (the hub keeps the current JSON once, beside the
+    versions before it)."""
+    client = open_client
+    rid = put(client, f"Patient?{MRN_QUERY}", body("Một")).json()["id"]
+    for family in ("Hai", "Ba"):
+        assert put(client, f"Patient/{rid}", {**body(family), "id": rid}).status_code == 200
+    assert client.delete(f"/fhir/Patient/{rid}").status_code in (200, 204)
+    assert put(client, f"Patient/{rid}", {**body("Năm"), "id": rid}).status_code in (200, 201)
+    for version, family in {"1": "Một", "2": "Hai", "3": "Ba", "5": "Năm"}.items():
+        read = client.get(f"/fhir/Patient/{rid}/_history/{version}")
+        assert read.status_code == 200 and read.json()["name"][0]["family"] == family, read.text
+    assert client.get(f"/fhir/Patient/{rid}/_history/4").status_code == 410
+    history = client.get(f"/fhir/Patient/{rid}/_history").json()
+    shown = [(e["request"]["method"], (e.get("resource") or {}).get("name", [{}])[0].get("family"))
+             for e in history["entry"]]
+    assert shown == [("PUT", "Năm"), ("DELETE", None), ("PUT", "Ba"), ("PUT", "Hai"), ("POST", "Một")]

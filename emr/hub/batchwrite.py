@@ -32,6 +32,7 @@ from emr.hub.linking import PatientLinker, linked_person, national_ids_of
 from emr.hub.relationships import access_facts, write_access_rows
 from emr.hub.searchparams import Extracted, extract
 from emr.hub.store import (
+    CURRENT,
     R,
     V,
     LogicalResolver,
@@ -70,7 +71,7 @@ def insert_resources(conn: Connection, resources: list[dict], *, resolve: Logica
             for r in resources]
     pks = list(conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows).scalars())
     conn.execute(insert(V), [{"resource_pk": pk, "version_id": 1, "last_updated": row["last_updated"],
-                              "method": "POST", "deleted": False, "content": row["content"]}
+                              "method": "POST", "deleted": False, "content": CURRENT}
                              for pk, row in zip(pks, rows)])
     found = [extract(r) for r in resources]
     resolve = _with_batch_identifiers(conn, resolve, resources, found)

@@ -38,6 +38,9 @@ class ResourceRow(SQLModel, table=True):
 
 
 class VersionRow(SQLModel, table=True):
+    """One row per version. ``content`` is empty for the current version, whose JSON is the
+    resource row's; a newer version moves it here (``store.CURRENT``)."""
+
     __tablename__ = "resource_version"
 
     resource_pk: int = Field(primary_key=True, foreign_key="resource.pk")

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import delete, insert, select, tuple_, update
+from sqlalchemy import delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -48,6 +48,11 @@ R = ResourceRow.__table__
 V = VersionRow.__table__
 
 WriteHook = Callable[[Connection, int, dict, datetime], None]
+# A version row's content is empty while it is the current version: the resource row holds
+# that JSON, and it moves to the version row when a newer version replaces it. Each
+# resource's JSON is stored once, not twice.
+CURRENT = ""
+_VERSION_CONTENT = func.coalesce(func.nullif(V.c.content, CURRENT), R.c.content).label("content")
 
 
 @dataclass(frozen=True)
@@ -116,7 +121,7 @@ class Store:
             resource_type=resource["resourceType"], id=resource["id"], version_id=1,
             last_updated=resource["meta"]["lastUpdated"], deleted=False, content=content,
         ).returning(R.c.pk)).scalar_one()
-        self._after_write(conn, pk, resource, content, method="POST", now=now)
+        self._after_write(conn, pk, resource, method="POST", now=now)
         return Written(resource, created=True, status=201)
 
     # ------------------------------------------------------------ read
@@ -133,7 +138,7 @@ class Store:
     def vread(self, conn: Connection, rtype: str, rid: str, version: str) -> dict:
         pk = _pk_of(conn, rtype, rid)
         _check_read(conn, rtype, rid, pk)
-        row = conn.execute(select(V.c.deleted, V.c.content).where(
+        row = conn.execute(select(V.c.deleted, _VERSION_CONTENT).join(R, R.c.pk == V.c.resource_pk).where(
             V.c.resource_pk == pk, V.c.version_id == _int_version(version))).first()
         if row is None:
             raise NotFound(f"{rtype}/{rid} has no version {version}", location=f"{rtype}/{rid}/_history/{version}")
@@ -145,8 +150,8 @@ class Store:
         """(content, method, deleted) for every version, newest first."""
         pk = _pk_of(conn, rtype, rid)
         _check_read(conn, rtype, rid, pk)
-        rows = conn.execute(select(V.c.content, V.c.method, V.c.deleted).where(
-            V.c.resource_pk == pk).order_by(V.c.version_id.desc())).all()
+        rows = conn.execute(select(_VERSION_CONTENT, V.c.method, V.c.deleted).join(R, R.c.pk == V.c.resource_pk)
+                            .where(V.c.resource_pk == pk).order_by(V.c.version_id.desc())).all()
         return [(orjson.loads(r.content), r.method, r.deleted) for r in rows]
 
     # ------------------------------------------------------------ update
@@ -192,10 +197,11 @@ class Store:
         validate_resource(resource)
         _check_write(conn, f"{resource['resourceType']}/{resource['id']}", pk, resource)
         content = _dump(resource)
+        _keep_previous(conn, pk, version - 1)
         conn.execute(update(R).where(R.c.pk == pk).values(
             version_id=version, last_updated=resource["meta"]["lastUpdated"], deleted=False, content=content))
         _drop_indexes(conn, pk)
-        self._after_write(conn, pk, resource, content, method="PUT", now=now)
+        self._after_write(conn, pk, resource, method="PUT", now=now)
         return Written(resource, created=False, status=200)
 
     # ------------------------------------------------------------ delete
@@ -208,19 +214,19 @@ class Store:
         _check_write(conn, f"{rtype}/{rid}", pk, None)
         instant = to_fhir_instant(now)
         tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": instant}}
+        _keep_previous(conn, pk, version)
         conn.execute(update(R).where(R.c.pk == pk).values(
             version_id=version + 1, last_updated=instant, deleted=True, content=_dump(tombstone)))
         conn.execute(insert(V).values(resource_pk=pk, version_id=version + 1, last_updated=instant,
-                                      method="DELETE", deleted=True, content=_dump(tombstone)))
+                                      method="DELETE", deleted=True, content=CURRENT))
         _drop_indexes(conn, pk)
         self._run_hooks(conn, pk, tombstone, now)
 
     # ------------------------------------------------------------ shared
-    def _after_write(self, conn: Connection, pk: int, resource: dict, content: str, *,
-                     method: str, now: datetime) -> None:
+    def _after_write(self, conn: Connection, pk: int, resource: dict, *, method: str, now: datetime) -> None:
         conn.execute(insert(V).values(
             resource_pk=pk, version_id=int(resource["meta"]["versionId"]),
-            last_updated=resource["meta"]["lastUpdated"], method=method, deleted=False, content=content))
+            last_updated=resource["meta"]["lastUpdated"], method=method, deleted=False, content=CURRENT))
         _write_indexes(conn, pk, resource)
         self._run_hooks(conn, pk, resource, now)
 
@@ -319,6 +325,13 @@ def _not_before(now: datetime, last_updated: str) -> datetime:
     ``_lastUpdated=gt…`` would never see it."""
     previous = datetime.fromisoformat(last_updated.replace("Z", "+00:00"))
     return max(now, previous) if now.tzinfo else now
+
+
+def _keep_previous(conn: Connection, pk: int, version: int) -> None:
+    """Before the resource row takes a new version, its current JSON moves to its version row."""
+    current = select(R.c.content).where(R.c.pk == pk).scalar_subquery()
+    conn.execute(update(V).where(V.c.resource_pk == pk, V.c.version_id == version, V.c.content == CURRENT)
+                 .values(content=current))
 
 
 def _content_by_pk(conn: Connection, pk: int) -> dict:
