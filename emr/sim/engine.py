@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import random
 from collections import Counter
-from collections.abc import Callable
+from array import array
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from datetime import date, datetime, time, timedelta
 from typing import BinaryIO
 
@@ -57,7 +59,9 @@ class _State:
     record: RunRecord
     clock: SimClock
     delivered: dict[str, datetime]  # Idempotency-Key → when the hub first had it (from the network)
-    history: dict[tuple[int, str], list[PerformedTest]] = field(default_factory=dict)
+    # citizen → test → what was performed; dropped after the citizen's last visit, when
+    # nothing can ask about it any more
+    history: dict[int, dict[str, list[PerformedTest]]] = field(default_factory=dict)
 
 
 def build_population(world: World) -> list[Citizen]:
@@ -77,13 +81,50 @@ def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def plan(world: World, citizens: list[Citizen]) -> list[Visit]:
-    visits = []
-    for index, citizen in enumerate(citizens):
-        rng = random.Random(f"{world.seed}:journey:{index}")
-        visits += plan_journey(rng, index=index, citizen=citizen, scenario=world.scenario,
-                               facilities=world.facilities)
-    return sorted(visits, key=lambda v: (v.at, v.citizen, v.number))
+def journey(world: World, citizens: list[Citizen], index: int) -> list[Visit]:
+    """One citizen's visits, from that citizen's own stream: the same whenever it is asked."""
+    rng = random.Random(f"{world.seed}:journey:{index}")
+    return plan_journey(rng, index=index, citizen=citizens[index], scenario=world.scenario,
+                        facilities=world.facilities)
+
+
+def visit_order(world: World, citizens: list[Citizen]) -> array:
+    """The run's visits as sorted 64-bit keys (minute, citizen, visit number), 8 bytes a visit.
+
+    Visits are at whole minutes of clinic time (``journeys._clinic_time``), so the key
+    sorts exactly as (time, citizen, number) and the visits themselves can be planned
+    again one at a time when their turn comes, instead of being held for the whole run.
+    """
+    start = start_of(world)
+    keys = [_pack(_minutes(v.at - start), v.citizen, v.number)
+            for index in range(len(citizens)) for v in journey(world, citizens, index)]
+    keys.sort()
+    return array("q", keys)
+
+
+def visits_in_order(world: World, citizens: list[Citizen], order: array) -> Iterator[tuple[Visit, bool]]:
+    """Each visit in ``order``, and whether it is the last of its citizen's journey."""
+    for key in order:
+        citizen, number = (key >> _NUMBER_BITS) & _CITIZEN_MASK, key & _NUMBER_MASK
+        visits = journey(world, citizens, citizen)
+        yield visits[number], number == len(visits) - 1
+
+
+_NUMBER_BITS, _CITIZEN_BITS = 2, 30  # up to four visits a journey, a billion citizens
+_NUMBER_MASK, _CITIZEN_MASK = (1 << _NUMBER_BITS) - 1, (1 << _CITIZEN_BITS) - 1
+
+
+def _pack(minute: int, citizen: int, number: int) -> int:
+    if not (0 <= minute < 1 << 31 and 0 <= citizen <= _CITIZEN_MASK and 0 <= number <= _NUMBER_MASK):
+        raise ValueError(f"visit {citizen}:{number} at minute {minute} does not fit a visit key")
+    return (minute << (_CITIZEN_BITS + _NUMBER_BITS)) | (citizen << _NUMBER_BITS) | number
+
+
+def _minutes(span: timedelta) -> int:
+    minutes, rest = divmod(span, timedelta(minutes=1))
+    if rest:
+        raise ValueError(f"a visit {span} after the start is not at a whole minute")
+    return minutes
 
 
 def start_of(world: World) -> datetime:
@@ -99,9 +140,10 @@ def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citi
     as the ground truth of what had reached the hub."""
     record = RunRecord(world.scenario, world.seed, world.patients, tally=OrderTally(world.tests), sink=orders)
     state = _State(world, citizens, clients, record, clock, delivered)
-    for visit in plan(world, citizens):
-        clock.schedule(visit.at, lambda v=visit: _visit(state, v))
-    clock.run(progress)
+    order = visit_order(world, citizens)
+    visits = visits_in_order(world, citizens, order)
+    clock.run(progress, arrivals=((v.at, partial(_visit, state, v, last)) for v, last in visits),
+              expected=len(order))
     state.record.finish(facilities=world.facilities, emr_live=lambda code, day: emr_live(world, code, day),
                         go_live=lambda code: go_live(world, code), requests=sum(c.requests for c in clients.values()),
                         delivery=delivery_totals(clients))
@@ -149,7 +191,20 @@ def emr_live(world: World, code: str, day: date) -> bool:
 
 # ---------------------------------------------------------------- a visit
 
-def _visit(state: _State, visit: Visit) -> None:
+def _visit(state: _State, visit: Visit, last: bool = False) -> None:
+    _play(state, visit)
+    if last:
+        _forget(state, visit.citizen)
+
+
+def _forget(state: _State, citizen: int) -> None:
+    """After a citizen's last visit: drop what only later visits of theirs could need."""
+    state.history.pop(citizen, None)
+    for client in state.clients.values():
+        client.forget(citizen)
+
+
+def _play(state: _State, visit: Visit) -> None:
     world = state.world
     rng = random.Random(f"{world.seed}:visit:{visit.citizen}:{visit.number}")
     draws = {test: (rng.random(), rng.random(), rng.random(), rng.random()) for test in visit.tests}
@@ -239,7 +294,7 @@ def _override_reason(scenario: Scenario, draw: float) -> str:
 def _prior_truth(state: _State, visit: Visit, test: str) -> tuple[bool, bool]:
     """(a final result of this test existed within its window, and one of them was published)."""
     window = timedelta(hours=state.world.tests[test].validity_hours.value)
-    prior = [p for p in state.history.get((visit.citizen, test), [])
+    prior = [p for p in state.history.get(visit.citizen, {}).get(test, [])
              if p.status == "final" and p.collected <= visit.at < p.collected + window]
     return bool(prior), any(_reached_hub_by(state, p, visit.at) for p in prior)
 
@@ -258,7 +313,7 @@ def _perform(state: _State, visit: Visit, test: str, draw: tuple[float, ...]) ->
     positive = spec.positive_rate is not None and draw[3] < spec.positive_rate.value
     done = PerformedTest(test=test, collected=collected, ready=ready, status=status, positive=positive,
                          value_draw=draw[3], facility=visit.facility)
-    state.history.setdefault((visit.citizen, test), []).append(done)
+    state.history.setdefault(visit.citizen, {}).setdefault(test, []).append(done)
     return done
 
 

@@ -85,6 +85,10 @@ class FacilityClient:
         self._patients[citizen_index] = response["id"]
         return response["id"]
 
+    def forget(self, citizen_index: int) -> None:
+        """Drop the remembered registration of a citizen who will not come back in this run."""
+        self._patients.pop(citizen_index, None)
+
     def check(self, national_id: str, loincs: list[str], at: datetime) -> dict[str, HubAnswer]:
         params = [{"name": "patient", "valueIdentifier": {"system": NATIONAL_ID_SYSTEM, "value": national_id}},
                   {"name": "facility", "valueIdentifier": {"system": FACILITY_CODE_SYSTEM, "value": self.code}},
