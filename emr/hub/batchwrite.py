@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -30,6 +30,7 @@ from emr.hub import access, memo, results
 from emr.hub.db import PatientIdentity, PersonRow, ResultFact, TokenIndex
 from emr.hub.linking import PatientLinker, linked_person, national_ids_of
 from emr.hub.relationships import access_facts, write_access_rows
+from emr.hub.rowcopy import reserve_pks, write_rows
 from emr.hub.searchparams import Extracted, extract
 from emr.hub.store import (
     CURRENT,
@@ -66,13 +67,12 @@ def insert_resources(conn: Connection, resources: list[dict], *, resolve: Logica
     """
     if not resources:
         return []
-    rows = [{"resource_type": r["resourceType"], "id": r["id"], "version_id": 1,
-             "last_updated": r["meta"]["lastUpdated"], "deleted": False, "content": orjson.dumps(r).decode()}
-            for r in resources]
-    pks = list(conn.execute(insert(R).returning(R.c.pk, sort_by_parameter_order=True), rows).scalars())
-    conn.execute(insert(V), [{"resource_pk": pk, "version_id": 1, "last_updated": row["last_updated"],
-                              "method": "POST", "deleted": False, "content": CURRENT}
-                             for pk, row in zip(pks, rows)])
+    pks = reserve_pks(conn, R, len(resources))
+    write_rows(conn, R, [{"pk": pk, "resource_type": r["resourceType"], "id": r["id"], "version_id": 1,
+                          "last_updated": r["meta"]["lastUpdated"], "deleted": False,
+                          "content": orjson.dumps(r).decode()} for pk, r in zip(pks, resources)])
+    write_rows(conn, V, [{"resource_pk": pk, "version_id": 1, "last_updated": r["meta"]["lastUpdated"],
+                          "method": "POST", "deleted": False, "content": CURRENT} for pk, r in zip(pks, resources)])
     found = [extract(r) for r in resources]
     resolve = _with_batch_identifiers(conn, resolve, resources, found)
     per_table: dict[type, list[dict]] = defaultdict(list)
@@ -80,8 +80,7 @@ def insert_resources(conn: Connection, resources: list[dict], *, resolve: Logica
         for table, table_rows in index_rows(pk, resource, resolve, extracted).items():
             per_table[table].extend(table_rows)
     for table, table_rows in per_table.items():
-        if table_rows:
-            conn.execute(insert(table.__table__), table_rows)
+        write_rows(conn, table.__table__, table_rows)
     return pks
 
 
@@ -240,5 +239,4 @@ class BatchWriter:
         return owners
 
     def _insert(self, table: Table, rows: list[dict]) -> None:
-        for part in chunks(rows, 5000):
-            self.conn.execute(insert(table), part)
+        write_rows(self.conn, table, rows)

@@ -15,12 +15,13 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Table, delete, insert
+from sqlalchemy import Table, delete
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from emr.hub.db import AccessFact, CareLink, PatientSubject, SharingRefusal
+from emr.hub.rowcopy import write_rows
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 
 AF = AccessFact.__table__
@@ -166,11 +167,9 @@ def write_access_rows(conn: Connection, written: list[tuple[int, dict]]) -> None
     for pk, resource in written:
         for table, rows in access_rows(pk, resource).items():
             per_table[table].extend(rows)
-        if resource.get("resourceType") == "Patient":
-            _set_subject(conn, resource)
     for table, rows in per_table.items():
-        if rows:
-            conn.execute(insert(table), rows)
+        write_rows(conn, table, rows)
+    _set_subjects(conn, [resource for _, resource in written if resource.get("resourceType") == "Patient"])
 
 
 def access_rows(pk: int, resource: dict) -> dict[Table, list[dict]]:
@@ -195,8 +194,11 @@ def person_key(patient: dict) -> str:
     return national_id or f"Patient/{patient['id']}"
 
 
-def _set_subject(conn: Connection, patient: dict) -> None:
-    values = {"patient_id": patient["id"], "subject": person_key(patient)[:80]}
-    dialect_insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
-    conn.execute(dialect_insert(PS).values(values).on_conflict_do_update(
-        index_elements=["patient_id"], set_={"subject": values["subject"]}))
+def _set_subjects(conn: Connection, patients: list[dict]) -> None:
+    """Record (or correct) whom each Patient is."""
+    if not patients:
+        return
+    values = [{"patient_id": patient["id"], "subject": person_key(patient)[:80]} for patient in patients]
+    statement = (pg_insert if conn.dialect.name == "postgresql" else sqlite_insert)(PS)
+    conn.execute(statement.on_conflict_do_update(index_elements=["patient_id"],
+                                                 set_={"subject": statement.excluded.subject}), values)

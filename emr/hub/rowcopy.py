@@ -1,0 +1,58 @@
+"""Many plain rows written at the driver's speed: ``COPY`` on PostgreSQL, ``executemany`` on SQLite.
+
+The batched write paths (a Bundle's new resources, the bulk import) build their rows as
+dicts, the same dicts the one-row path inserts. Handing thousands of them to
+SQLAlchemy's ``insert`` costs more in parameter processing than the database spends
+storing them, so here they go straight to the driver inside the caller's transaction:
+psycopg's ``COPY … FROM STDIN`` (binary-safe, one round trip per table) or sqlite3's
+``executemany`` (one prepared statement, its loop in C).
+
+Surrogate keys are reserved before the rows are written (``reserve_pks``), from the
+table's own sequence on PostgreSQL and after the largest key on SQLite, whose single
+writer holds the database for the whole write transaction. Keys are therefore
+increasing in the order the rows were written.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import Table, func, select, text
+from sqlalchemy.engine import Connection
+
+
+def write_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
+    """Insert ``rows`` (dicts with the same keys) into ``table`` in the caller's transaction."""
+    if not rows:
+        return
+    columns = list(rows[0])
+    values = [tuple(row[c] for c in columns) for row in rows]
+    if conn.dialect.name == "postgresql":
+        _copy(conn, table, columns, values)
+    else:
+        marks = ", ".join("?" * len(columns))
+        names = ", ".join(f'"{c}"' for c in columns)
+        conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
+
+
+def _copy(conn: Connection, table: Table, columns: list[str], values: list[tuple]) -> None:
+    names = ", ".join(f'"{c}"' for c in columns)
+    cursor = conn.connection.dbapi_connection.cursor()
+    try:
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in values:
+                copy.write_row(row)
+    finally:
+        cursor.close()
+
+
+def reserve_pks(conn: Connection, table: Table, count: int) -> list[int]:
+    """``count`` new, increasing values of ``table``'s integer primary key ``pk``, for rows the
+    caller writes in this transaction."""
+    if count <= 0:
+        return []
+    if conn.dialect.name == "postgresql":
+        sequence = conn.execute(text("SELECT pg_get_serial_sequence(:table, 'pk')"),
+                                {"table": table.name}).scalar_one()
+        return list(conn.execute(text("SELECT nextval(:sequence) FROM generate_series(1, :count)"),
+                                 {"sequence": sequence, "count": count}).scalars())
+    first = conn.execute(select(func.coalesce(func.max(table.c.pk), 0))).scalar_one() + 1
+    return list(range(first, first + count))
