@@ -51,6 +51,29 @@ class World:
     patients: int
 
 
+class Arrivals(dict[str, datetime]):
+    """Idempotency-Key → when the hub first had that message, as the network fills it in.
+
+    Only keys being ``watch``-ed are kept: the results a later visit of the same citizen
+    may ask about. Every other message (visits, a journey's last results) is let through
+    unrecorded, so the ledger holds the people still on their way, not the whole run.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.watched: set[str] = set()
+
+    def setdefault(self, key: str, default: datetime) -> datetime:  # type: ignore[override]
+        return super().setdefault(key, default) if key in self.watched else default
+
+    def watch(self, key: str) -> None:
+        self.watched.add(key)
+
+    def forget(self, key: str) -> None:
+        self.watched.discard(key)
+        self.pop(key, None)
+
+
 @dataclass
 class _State:
     world: World
@@ -58,7 +81,7 @@ class _State:
     clients: dict[str, FacilityClient]
     record: RunRecord
     clock: SimClock
-    delivered: dict[str, datetime]  # Idempotency-Key → when the hub first had it (from the network)
+    delivered: Arrivals  # Idempotency-Key → when the hub first had it (from the network)
     # citizen → test → what was performed; dropped after the citizen's last visit, when
     # nothing can ask about it any more
     history: dict[int, dict[str, list[PerformedTest]]] = field(default_factory=dict)
@@ -133,7 +156,7 @@ def start_of(world: World) -> datetime:
 
 
 def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen], clock: SimClock,
-        delivered: dict[str, datetime], orders: BinaryIO,
+        delivered: Arrivals, orders: BinaryIO,
         progress: Callable[[int, int], None] | None = None) -> RunRecord:
     """Play the run on ``clock``, writing each ordered test to ``orders`` as it happens.
     ``delivered`` is filled by the network as the hub receives Bundles; the run reads it
@@ -199,7 +222,10 @@ def _visit(state: _State, visit: Visit, last: bool = False) -> None:
 
 def _forget(state: _State, citizen: int) -> None:
     """After a citizen's last visit: drop what only later visits of theirs could need."""
-    state.history.pop(citizen, None)
+    for performed in state.history.pop(citizen, {}).values():
+        for p in performed:
+            if p.message:
+                state.delivered.forget(p.message)
     for client in state.clients.values():
         client.forget(citizen)
 
@@ -327,7 +353,10 @@ def _results_ready(state: _State, visit: Visit, performed: list[PerformedTest]) 
     recorded = _as_recorded(state, visit, state.citizens[visit.citizen])
     patient_ref, patient = patient_entry(client.patient(visit.citizen, recorded))
     key = f"results:{visit.citizen}:{visit.number}"
+    message = client.idempotency_key(key)
     for p in performed:
-        p.message = client.idempotency_key(key)
+        p.message = message
+    if visit.citizen in state.history:
+        state.delivered.watch(message)  # a later visit of theirs may ask whether it arrived
     client.publish(key, [patient] + result_entries(visit, patient_ref, performed, world.tests,
                                                    issued=to_fhir_instant(at)))

@@ -33,7 +33,7 @@ from emr.sim.journeys import Visit
 INTERPRETATION = "http://terminology.hl7.org/CodeSystem/v3-ObservationInterpretation"
 
 
-@dataclass
+@dataclass(slots=True)
 class PerformedTest:
     test: str
     collected: datetime

@@ -28,7 +28,7 @@ from emr.errors import DataFileError
 from emr.hub.clients import facility_client, registry_of
 from emr.reuse import OVERRIDE_REASONS
 from emr.sim.clock import SimClock
-from emr.sim.engine import World, build_population, run, start_of
+from emr.sim.engine import Arrivals, World, build_population, run, start_of
 from emr.sim.hospital import FacilityClient
 from emr.sim.loopback import Loopback
 from emr.sim.network import Forward, Link, LinkTransport
@@ -71,7 +71,7 @@ def simulate(settings: Settings, request: SimulationRequest,
     citizens = build_population(world)
     registry = PopulationRegistry(citizens)
     clock = SimClock(start_of(world))
-    delivered: dict[str, datetime] = {}
+    delivered = Arrivals()
     keys = {code: seeded_key(world.seed, code) for code in world.scenario.facilities}
     with _hub_client(settings, request, registry, clock=clock, keys=keys) as (http, auth_for):
         clients = {code: _facility(world, code, forward=http.send, base_url=str(http.base_url), clock=clock,
