@@ -108,7 +108,10 @@ class _AuditedSend:
 
     async def _flush(self, status: int, description: str | None) -> None:
         try:
-            await run_in_threadpool(write_pending, self.hub, self.trail, status, description)
+            now = self.hub.clock()
+            events = audit.pending_events(self.trail, status=status, message=description, now=now)
+            if events:  # none left when the route committed them from its own thread (``settle``)
+                await run_in_threadpool(self.hub.audit_queue.record, events, now=now, durable=status >= 400)
         except Exception as exc:  # noqa: BLE001 - no audit entry, no data
             self.replaced = True
             body = orjson.dumps(operation_outcome([Problem(
@@ -124,6 +127,19 @@ def write_pending(hub: Hub, trail: AuditTrail, status: int, description: str | N
     now = hub.clock()
     events = audit.pending_events(trail, status=status, message=description, now=now)
     hub.audit_queue.record(events, now=now, durable=status >= 400)
+
+
+def settle(hub: Hub) -> None:
+    """Commit the entries the current request owes so far, as for a success, from the worker thread
+    the calling route runs in: the response then leaves without a second thread hop to write them.
+
+    Call it last, once nothing but building the response is left: a failure after it is still
+    audited, as a failure."""
+    trail = audit.current_trail()
+    if trail is None:
+        return
+    write_pending(hub, trail, 200, None)
+    trail.written.update(trail.touched)
 
 
 def _diagnostics(body: bytes) -> str | None:
