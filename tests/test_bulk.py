@@ -138,14 +138,20 @@ def test_one_bad_line_loads_nothing_and_every_bad_line_is_named(client, tmp_path
     assert count(hub, ResourceRow) == resources_before
 
 
-def test_lines_are_checked_in_parallel_with_the_same_answer(sqlite_client, tmp_path, monkeypatch):
+def test_lines_are_checked_in_parallel_with_the_same_answer(client, tmp_path, monkeypatch):
+    """The pool checks lines while the load writes them: a bad line still loads nothing, even
+    one that breaks the writing first (a date the index cannot read), and every bad line is named."""
     monkeypatch.setattr(bulk, "PARALLEL_FROM", 4)
-    hub = sqlite_client.app.state.hub
+    hub = client.app.state.hub
     lines: list[dict | str] = list(facility_lines())
+    lines[4] = {**lines[4], "effectiveDateTime": "last Tuesday"}
     lines[7] = {**lines[7], "status": "nonsense"}
+    resources_before = count(hub, ResourceRow)
     with pytest.raises(InvalidInput) as caught:
         bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001", workers=2)
-    assert [p.location for p in caught.value.problems] == ["f.ndjson line 8"]
+    assert [p.location for p in caught.value.problems] == ["f.ndjson line 5", "f.ndjson line 8"]
+    assert count(hub, ResourceRow) == resources_before
+    lines[4] = {**lines[4], "effectiveDateTime": lines[5]["effectiveDateTime"]}
     lines[7] = {**lines[7], "status": "final"}
     result = bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001", workers=2)
     assert result.created == 9

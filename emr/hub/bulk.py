@@ -1,9 +1,12 @@
 """Bulk backfill: loading a facility's history from FHIR bulk NDJSON until it is searchable.
 
 ``emr import FILE.ndjson … --source 27001`` reads one resource per line, checks every
-line against the structure and the project's profiles (across a process pool when the
-file is large), and loads nothing unless every line passes: the error lists every bad
-line with its file and line number.
+line against the structure and the project's profiles, and loads nothing unless every
+line passes: the error lists every bad line with its file and line number.
+
+Checking is most of the work, so for a large file it runs in a process pool while this
+process writes the lines into one open transaction; the transaction commits only once
+every line has passed, and rolls back otherwise.
 
 Each resource gets a stable hub id, ``uuid5(source | type | source id)``, and every
 reference to another resource of the import (``Patient/p1``) — or to one an earlier
@@ -21,8 +24,8 @@ from __future__ import annotations
 import multiprocessing
 import re
 import uuid
-from collections.abc import Iterable, Iterator
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -64,18 +67,33 @@ class ImportResult:
 
 
 def import_files(hub: Hub, paths: Iterable[Path], *, source: str, workers: int = 2) -> ImportResult:
-    """Check every line of every file, then load them all in one transaction (or nothing)."""
+    """Check every line of every file while loading them in one transaction: all or nothing."""
     check_source(hub, source)
     paths = list(paths)
     lines, problems, total = read_lines(paths)
-    problems += validate_lines(lines, workers=workers)
+    with LineChecks(lines, workers=workers) as checks:
+        if problems:
+            raise refusal(problems + checks.problems(), total, paths)
+        return load(hub, lines, source=source, approve=lambda: _approve(checks, total, paths))
+
+
+def _approve(checks: LineChecks, total: int, paths: list[Path]) -> None:
+    """Raise, so that the load rolls back, unless every line passed its checks."""
+    problems = checks.problems()
     if problems:
-        bad = len({p.location for p in problems})
-        message = f"{bad} of {total} lines are bad; nothing was loaded"
-        if len(problems) == 1:  # the error shows a lone problem only through its message
-            message += f": {problems[0].location}: {problems[0].message}"
-        raise InvalidInput(message, problems=_in_file_order(problems, paths))
-    return load(hub, lines, source=source)
+        raise refusal(problems, total, paths)
+
+
+class Refused(InvalidInput):
+    """The import's answer when any line is bad: every bad line, in file order."""
+
+
+def refusal(problems: list[Problem], total: int, paths: list[Path]) -> Refused:
+    bad = len({p.location for p in problems})
+    message = f"{bad} of {total} lines are bad; nothing was loaded"
+    if len(problems) == 1:  # the error shows a lone problem only through its message
+        message += f": {problems[0].location}: {problems[0].message}"
+    return Refused(message, problems=_in_file_order(problems, paths))
 
 
 def check_source(hub: Hub, source: str) -> None:
@@ -146,16 +164,40 @@ def _in_file_order(problems: list[Problem], paths: list[Path]) -> list[Problem]:
     return sorted(problems, key=order)
 
 
-def validate_lines(lines: list[SourceLine], *, workers: int) -> list[Problem]:
-    """Structure and profile problems of every line, located by file and line."""
-    if workers <= 1 or len(lines) < PARALLEL_FROM:
-        return [p for line in lines for p in line_problems(line.where, line.resource)]
-    _warm_models(lines)
-    work = [(line.where, line.raw) for line in lines]
-    size = max(200, len(work) // (workers * 8))
-    context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        return [p for found in pool.map(_check_chunk, chunks(work, size)) for p in found]
+class LineChecks:
+    """Structure and profile problems of every line, located by file and line.
+
+    With several workers and a large file the checks start in a process pool as soon as
+    this is entered (before the caller opens a database transaction, so no worker is
+    forked holding one) and ``problems()`` waits for them; otherwise ``problems()``
+    checks the lines itself.
+    """
+
+    def __init__(self, lines: list[SourceLine], *, workers: int) -> None:
+        self.lines = lines
+        self.parallel = workers > 1 and len(lines) >= PARALLEL_FROM
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        self.pending: list[Future] = []
+
+    def __enter__(self) -> LineChecks:
+        if self.parallel:
+            _warm_models(self.lines)
+            work = [(line.where, line.raw) for line in self.lines]
+            context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
+            size = max(200, len(work) // (self.workers * 8))
+            self.pending = [self.pool.submit(_check_chunk, part) for part in chunks(work, size)]
+        return self
+
+    def problems(self) -> list[Problem]:
+        if not self.parallel:
+            return [p for line in self.lines for p in line_problems(line.where, line.resource)]
+        return [p for future in self.pending for p in future.result()]
+
+    def __exit__(self, *_: object) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 def line_problems(where: str, resource: dict) -> list[Problem]:
@@ -180,8 +222,20 @@ def _warm_models(lines: list[SourceLine]) -> None:
 
 # ---------------------------------------------------------------- loading
 
-def load(hub: Hub, lines: list[SourceLine], *, source: str) -> ImportResult:
-    """Write checked lines: new resources in batches, changed ones as new versions."""
+def load(hub: Hub, lines: list[SourceLine], *, source: str, approve: Callable[[], None]) -> ImportResult:
+    """Write the lines (new resources in batches, changed ones as new versions) in one
+    transaction that commits only if ``approve()`` returns, which waits for the lines'
+    checks. A line the checks refuse may break the writing first: the refusal is raised."""
+    try:
+        return _load(hub, lines, source=source, approve=approve)
+    except Refused:
+        raise
+    except Exception:
+        approve()  # the checks' refusal explains a bad line's failure better than the failure
+        raise
+
+
+def _load(hub: Hub, lines: list[SourceLine], *, source: str, approve: Callable[[], None]) -> ImportResult:
     now = hub.clock()
     result = ImportResult(lines=len(lines))
     ids = {(ln.resource["resourceType"], ln.resource["id"]): hub_id(source, *_key(ln.resource)) for ln in lines}
@@ -207,6 +261,7 @@ def load(hub: Hub, lines: list[SourceLine], *, source: str) -> ImportResult:
             else:
                 hub.store.update(conn, resource["resourceType"], resource["id"], resource, now=now)
                 result.updated += 1
+        approve()
     analyze(hub.engine)
     return result
 
