@@ -393,3 +393,11 @@ def test_a_primitive_in_the_wrong_json_type_is_refused(client, field, value):
                    gender="male", birth_date="1985") | {field: value}
     issue = outcome(post(client, "Patient", body), 422)["issue"]
     assert [i["expression"] for i in issue] == [[f"Patient.{field}"]]
+
+
+def test_search_by_logical_id(client):
+    first, second = register(client, mrn="ID-1")["id"], register(client, mrn="ID-2", nid=None)["id"]
+    assert client.get(f"/fhir/Patient?_id={first}").json()["total"] == 1
+    found = client.get(f"/fhir/Patient?_id={first},{second}&_sort=_id").json()
+    assert [e["resource"]["id"] for e in found["entry"]] == sorted([first, second])
+    assert client.get("/fhir/Patient?_id=not-a-stored-id").json()["total"] == 0

@@ -65,8 +65,8 @@ class DecisionCount:
 
 def resource_totals(conn: Connection) -> dict[str, int]:
     """Resources held, by type: ``GET /fhir/{type}?_summary=count``."""
-    query = (select(TK.c.resource_type, func.count()).where(TK.c.param == "_id", TK.c.resource_type.in_(COUNTED_TYPES))
-             .group_by(TK.c.resource_type))
+    query = (select(R.c.resource_type, func.count()).where(R.c.resource_type.in_(COUNTED_TYPES), R.c.deleted.is_(False))
+             .group_by(R.c.resource_type))
     found = dict(conn.execute(query).all())
     return {rtype: found.get(rtype, 0) for rtype in COUNTED_TYPES}
 

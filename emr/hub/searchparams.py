@@ -165,9 +165,12 @@ class Extracted:
 
 
 def extract(resource: dict) -> Extracted:
-    """All index entries for one resource, per the registry."""
+    """All index entries for one resource, per the registry (``_id`` has none: a search on it
+    reads the resource row's own id)."""
     out = Extracted([], [], [], [], [])
     for param in params_for(resource.get("resourceType", "")).values():
+        if param.name == "_id":
+            continue
         for path in param.paths:
             for value in walk(resource, path):
                 _collect(out, param, path, value)
