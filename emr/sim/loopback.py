@@ -7,6 +7,11 @@ event loop in the calling thread and drives httpx's own ``ASGITransport`` on it,
 request is still real HTTP semantics through the hub's full middleware stack (the one
 wire format), only without the thread hop. The app's lifespan runs as with
 ``TestClient``: started on entry, shut down on exit.
+
+Requests are served by one task that lives as long as the transport. AnyIO ties the
+worker threads that run the hub's blocking work to the task at the root of the call:
+were each request its own ``run_until_complete``, every request would start a worker
+thread and stop it again.
 """
 
 from __future__ import annotations
@@ -30,21 +35,38 @@ class Loopback(httpx.BaseTransport):
         self._loop = asyncio.new_event_loop()
         self._lifespan = _Lifespan(app)
         self._loop.run_until_complete(self._lifespan.start())
+        self._queue: asyncio.Queue[tuple[httpx.Request, asyncio.Future[httpx.Response]] | None] = asyncio.Queue()
+        self._server = self._loop.create_task(self._serve())
 
     def handle_request(self, request: httpx.Request) -> httpx.Response:
-        response = self._loop.run_until_complete(self._asgi.handle_async_request(request))
-        content = self._loop.run_until_complete(response.aread())
-        return httpx.Response(response.status_code, headers=response.headers, content=content,
-                              extensions=response.extensions)
+        answer: asyncio.Future[httpx.Response] = self._loop.create_future()
+        self._queue.put_nowait((request, answer))
+        return self._loop.run_until_complete(answer)
 
     def close(self) -> None:
         if self._loop.is_closed():
             return
         try:
+            self._queue.put_nowait(None)
+            self._loop.run_until_complete(self._server)
             self._loop.run_until_complete(self._lifespan.stop())
             self._loop.run_until_complete(self._loop.shutdown_default_executor())
         finally:
             self._loop.close()
+
+    async def _serve(self) -> None:
+        while (item := await self._queue.get()) is not None:
+            request, answer = item
+            try:
+                answer.set_result(await self._exchange(request))
+            except Exception as error:  # the caller's run_until_complete raises it
+                answer.set_exception(error)
+
+    async def _exchange(self, request: httpx.Request) -> httpx.Response:
+        response = await self._asgi.handle_async_request(request)
+        content = await response.aread()
+        return httpx.Response(response.status_code, headers=response.headers, content=content,
+                              extensions=response.extensions)
 
 
 class _Lifespan:
