@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 
 from benchmarks.data import visit_bundle
-from benchmarks.harness import Outcome, database, percentile, preload, served
+from benchmarks.harness import Outcome, checking_rate, database, percentile, preload, served
 from benchmarks.load import drive, warm_up
 
 TITLE = "B1 ingest over HTTP"
@@ -50,6 +50,9 @@ def run(size: str, kind: str, workdir: Path) -> Outcome:
                 higher_is_better=False, target="<= 250 ms per 20-entry Bundle")
     outcome.add("Bundle latency p50", percentile(http.latencies, 50) * 1000, "ms", percentile(ceiling, 50) * 1000,
                 higher_is_better=False)
+    resources = [e["resource"] for b in bodies[1:] for e in orjson.loads(b)["entry"]]
+    outcome.add("checking alone, one core", checking_rate(resources), "resources/s",
+                target="bounds ingest: every resource is checked")
     outcome.notes.append(f"hub preloaded with {stored:,} resources ({patients:,} Patients, 9 results each) through "
                          f"the bulk path in {preload_seconds:.0f} s; {count} Bundles of {entries // count} entries "
                          f"from {CLIENTS} client threads")

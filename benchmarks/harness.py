@@ -75,6 +75,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, max(0, math.ceil(q / 100 * len(ordered)) - 1))]
 
 
+def checking_rate(resources: list[dict], *, at_most: int = 5_000) -> float:
+    """Resources per second that ``validate_resource`` (R4B structure and the project's
+    profiles) checks on one core: a bound on any path that must check what it stores."""
+    from emr.fhir import validate_resource
+
+    sample = resources[:at_most]
+    for resource in {r["resourceType"]: r for r in sample}.values():
+        validate_resource(resource)  # each type's model loaded before the clock starts
+    started = time.perf_counter()
+    for resource in sample:
+        validate_resource(resource)
+    return len(sample) / (time.perf_counter() - started)
+
+
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
