@@ -29,7 +29,9 @@ from typing import Literal
 
 import orjson
 from sqlalchemy import Column, MetaData, Text
-from sqlmodel import Field, SQLModel, create_engine
+from sqlalchemy.dialects.sqlite import dialect as sqlite_dialect
+from sqlalchemy.schema import CreateIndex, CreateTable
+from sqlmodel import Field, SQLModel
 
 from emr.sim.clock import SimClock
 
@@ -59,6 +61,10 @@ class OutboxRow(_OutboxBase, table=True):
 
 
 T = OutboxRow.__table__
+# ``OutboxRow``'s DDL, compiled once: building an engine per hospital file only to
+# create one table cost more than the rest of opening it.
+_SCHEMA = tuple(str(ddl.compile(dialect=sqlite_dialect())) for ddl in
+                (CreateTable(T, if_not_exists=True), *(CreateIndex(i, if_not_exists=True) for i in T.indexes)))
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,11 @@ class Outbox:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.path = path
-        _create_schema(path)
         self._db = sqlite3.connect(path, isolation_level=None)  # autocommit: one statement, one transaction
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        for statement in _SCHEMA:
+            self._db.execute(statement)
 
     def put(self, key: str, body: dict, *, at: datetime) -> bool:
         """Write a message; a key already in the outbox is left as it is (False)."""
@@ -208,14 +215,6 @@ class Courier:
             return  # superseded by an earlier wake-up
         self._wake_at = None
         self.drain()
-
-
-def _create_schema(path: Path) -> None:
-    engine = create_engine(f"sqlite:///{path}")
-    try:
-        T.create(engine, checkfirst=True)
-    finally:
-        engine.dispose()
 
 
 def _stamp(at: datetime) -> str:
