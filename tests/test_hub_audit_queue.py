@@ -20,9 +20,13 @@ NOW = datetime(2025, 10, 1, 8, 0, tzinfo=timezone.utc)
 NID = "001085012345"
 
 
+def hub_at(url: str):
+    return build_hub(Settings(database_url=url, auth_required=False), clock=lambda: NOW)
+
+
 @pytest.fixture
 def hub(sqlite_url):
-    hub = build_hub(Settings(database_url=sqlite_url, auth_required=False), clock=lambda: NOW)
+    hub = hub_at(sqlite_url)
     yield hub
     hub.engine.dispose()
 
@@ -114,3 +118,20 @@ def test_reads_alone_do_not_grow_the_wal_without_bound(hub, sqlite_url):
         thread.join(timeout=30)
     # Unchecked, 200 entries of ~40 pages each would leave a WAL of ~30 MiB; checked, ~4 MiB.
     assert wal.stat().st_size < 8 * 1024 * 1024
+
+
+def test_postgres_commits_reads_entries_without_waiting_for_the_disk_in_that_transaction_only(postgres_url):
+    hub = hub_at(postgres_url)
+    settings: list[str] = []
+
+    @event.listens_for(hub.engine, "commit")
+    def _setting(conn) -> None:  # noqa: ANN001
+        settings.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar())
+
+    hub.audit_queue.record([entry(0)], now=NOW, durable=False)
+    hub.audit_queue.record([entry(1)], now=NOW, durable=True)
+    assert settings == ["off", "on"]
+    with hub.engine.connect() as conn:
+        assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
+    assert stored_entries(hub) == 2
+    hub.engine.dispose()
