@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import orjson
 import pytest
 from sqlalchemy import event, func, select
 
 from emr.config import Settings
 from emr.hub.app import build_hub
-from emr.hub.audit import AuditTrail, Touched, audit_event
+from emr.hub.audit import OPERATION_SYSTEM, AuditTrail, Touched, audit_event
 from emr.hub.audit_queue import CHECKPOINT_EVERY
 from emr.hub.db import ResourceRow
+from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
+from tests.conftest import FixedClock, make_client
+from tests.test_hub_reuse import HBA1C, HDR, T0, fresh_nid, hook_request, publish, register
 
 R = ResourceRow.__table__
 NOW = datetime(2025, 10, 1, 8, 0, tzinfo=timezone.utc)
@@ -135,3 +139,30 @@ def test_postgres_commits_reads_entries_without_waiting_for_the_disk_in_that_tra
         assert conn.exec_driver_sql("SHOW synchronous_commit").scalar() == "on"
     assert stored_entries(hub) == 2
     hub.engine.dispose()
+
+
+def operations_audited(client) -> list[str]:
+    hub = client.app.state.hub
+    with hub.engine.connect() as conn:
+        events = [orjson.loads(c) for c in conn.execute(
+            select(R.c.content).where(R.c.resource_type == "AuditEvent").order_by(R.c.pk)).scalars()]
+    return [s["code"] for e in events for s in e["subtype"] if s["system"] == OPERATION_SYSTEM]
+
+
+def test_an_order_time_question_is_audited_once_by_the_thread_that_answered_it(sqlite_url):
+    clock = FixedClock(T0 + timedelta(days=12))
+    with make_client(sqlite_url, clock) as client:
+        nid = fresh_nid()
+        local = register(client, "27001", nid)
+        central = register(client, "01001", nid)
+        publish(client, local, "27001", HBA1C, T0)
+        hook = client.post("/cds-services/reuse-check-order-select", headers={"Content-Type": "application/json"},
+                           content=orjson.dumps(hook_request(central, [("sr-1", HBA1C)])))
+        question = {"resourceType": "Parameters", "parameter": [
+            {"name": "patient", "valueIdentifier": {"system": NATIONAL_ID_SYSTEM, "value": nid}},
+            {"name": "facility", "valueIdentifier": {"system": FACILITY_CODE_SYSTEM, "value": "01001"}},
+            {"name": "code", "valueCoding": {"system": "http://loinc.org", "code": HBA1C}}]}
+        check = client.post("/fhir/$check-reuse", content=orjson.dumps(question), headers=HDR)
+        assert hook.status_code == check.status_code == 200
+        assert len(hook.json()["cards"]) == 1
+        assert operations_audited(client) == ["cds-reuse-check-order-select", "check-reuse"]

@@ -15,6 +15,9 @@ and nothing is restricted, but everything is still audited.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TypeVar
+
 import orjson
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
@@ -31,6 +34,7 @@ from emr.hub.tokens import EMERGENCY_PURPOSES, PURPOSES
 PROTECTED = ("/fhir", "/cds-services")
 PUBLIC = {("GET", "/fhir/metadata"), ("GET", "/fhir/.well-known/smart-configuration")}
 PURPOSE_HEADER = "x-purpose-of-use"
+T = TypeVar("T")
 
 
 class SecurityMiddleware:
@@ -129,17 +133,17 @@ def write_pending(hub: Hub, trail: AuditTrail, status: int, description: str | N
     hub.audit_queue.record(events, now=now, durable=status >= 400)
 
 
-def settle(hub: Hub) -> None:
-    """Commit the entries the current request owes so far, as for a success, from the worker thread
-    the calling route runs in: the response then leaves without a second thread hop to write them.
+def settled(hub: Hub, work: Callable[[], T]) -> T:
+    """``work()``, then the entries the request owes committed, as for a success, from the same
+    worker thread: the response then leaves without a second thread hop to write them.
 
-    Call it last, once nothing but building the response is left: a failure after it is still
-    audited, as a failure."""
+    For a route's work that ends in its answer: a failure after it is still audited, as a failure."""
+    answer = work()
     trail = audit.current_trail()
-    if trail is None:
-        return
-    write_pending(hub, trail, 200, None)
-    trail.written.update(trail.touched)
+    if trail is not None:
+        write_pending(hub, trail, 200, None)
+        trail.written.update(trail.touched)
+    return answer
 
 
 def _diagnostics(body: bytes) -> str | None:

@@ -11,6 +11,7 @@ from emr.hub import access, cds, ordering
 from emr.hub.db import read_transaction
 from emr.hub.http import hub_of, read_json
 from emr.hub.openapi import CDS_CARDS, CDS_DISCOVERY, CDS_REQUEST, answers, fhir_body
+from emr.hub.security import settled
 
 router = APIRouter(prefix="/cds-services")
 
@@ -41,4 +42,4 @@ async def call_service(request: Request, service_id: str) -> Response:
             decisions = ordering.check(conn, hub.catalogue, question)
         return cds.cards(orders, decisions, hub.catalogue, base_url=hub.base_url, now=now)
 
-    return JSONResponse(await run_in_threadpool(work))
+    return JSONResponse(await run_in_threadpool(settled, hub, work))

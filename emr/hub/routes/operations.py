@@ -14,7 +14,7 @@ from emr.hub.db import read_transaction
 from emr.hub.http import fhir_response, hub_of, read_json
 from emr.hub.linking import pix_query
 from emr.hub.openapi import PARAMETERS, RESOURCE, FhirJSONResponse, answers, fhir_body
-from emr.hub.security import settle
+from emr.hub.security import settled
 
 router = APIRouter(prefix="/fhir", default_response_class=FhirJSONResponse)
 
@@ -50,8 +50,6 @@ async def check_reuse(request: Request) -> Response:
     def work() -> dict:
         question = ordering.parse_parameters(body, now=hub.clock(), catalogue=hub.catalogue)
         with read_transaction(hub.engine) as conn:
-            decisions = ordering.check(conn, hub.catalogue, question)
-        settle(hub)
-        return ordering.decisions_to_parameters(decisions)
+            return ordering.decisions_to_parameters(ordering.check(conn, hub.catalogue, question))
 
-    return fhir_response(await run_in_threadpool(work))
+    return fhir_response(await run_in_threadpool(settled, hub, work))
