@@ -157,34 +157,39 @@ def _located(entry: Entry) -> Iterator[None]:
 
 def _assign_ids(hub: Hub, conn: Connection, entries: list[Entry]) -> dict[str, str]:
     """fullUrl → 'Type/id' for every entry that creates or conditionally writes."""
-    _claim_all(conn, entries)
+    matches = _claim_all(hub, conn, entries)
     mapping: dict[str, str] = {}
     for entry in entries:
         if not entry.full_url or entry.method not in ("POST", "PUT"):
             continue
         with _located(entry):
-            entry.planned_id = _planned_id(hub, conn, entry)
+            entry.planned_id = _planned_id(hub, conn, entry, matches)
         if entry.planned_id:
             mapping[entry.full_url] = f"{entry.resource_type}/{entry.planned_id}"
     return mapping
 
 
-def _claim_all(conn: Connection, entries: list[Entry]) -> None:
-    """Claim every conditional create's criteria in one go (``Store.claim``)."""
+def _claim_all(hub: Hub, conn: Connection, entries: list[Entry]) -> dict[tuple[str, str], list[int]]:
+    """Claim every conditional create's criteria in one go (``Store.claim``), then look up
+    the matches of those that name one identifier together."""
     keys = []
     for entry in entries:
         if entry.full_url and entry.method == "POST" and entry.if_none_exist:
             with _located(entry):
                 keys.append((entry.resource_type, search.criteria_key(search.parse_criteria(entry.if_none_exist))))
     claim(conn, keys)
+    conditional = [(e.resource_type, e.if_none_exist) for e in entries
+                   if e.full_url and e.method == "POST" and e.if_none_exist]
+    return hub.store.identifier_matches(conn, conditional)
 
 
-def _planned_id(hub: Hub, conn: Connection, entry: Entry) -> str | None:
+def _planned_id(hub: Hub, conn: Connection, entry: Entry, matches: dict[tuple[str, str], list[int]]) -> str | None:
     """The id the entry's resource will have: its match, the URL's id, or a new one."""
     if entry.method == "PUT" and entry.rid:
         return entry.rid
     if entry.method == "POST" and entry.if_none_exist:
-        entry.existing = hub.store.match(conn, entry.resource_type, entry.if_none_exist, claimed=True)
+        entry.existing = hub.store.match(conn, entry.resource_type, entry.if_none_exist, claimed=True,
+                                         found=matches.get((entry.resource_type, entry.if_none_exist)))
         return entry.existing["id"] if entry.existing else str(uuid.uuid4())
     if entry.method == "POST":
         return str(uuid.uuid4())

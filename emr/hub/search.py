@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -304,7 +305,7 @@ def find_pks(conn: Connection, resource_type: str, pairs: list[tuple[str, str]],
              limits: Limits | None = None) -> list[int]:
     """The pks matching conditional criteria (strict parsing, no paging)."""
     check_pairs(pairs, limits)
-    identifier = _one_identifier(resource_type, pairs)
+    identifier = one_identifier(resource_type, pairs)
     if identifier is not None:
         return list(conn.execute(_identifier_lookup(), {"rtype": resource_type, "system": identifier[0],
                                                          "code": identifier[1], "limit": limit}).scalars())
@@ -313,7 +314,7 @@ def find_pks(conn: Connection, resource_type: str, pairs: list[tuple[str, str]],
     return list(conn.execute(stmt).scalars())
 
 
-def _one_identifier(resource_type: str, pairs: list[tuple[str, str]]) -> tuple[str, str] | None:
+def one_identifier(resource_type: str, pairs: list[tuple[str, str]]) -> tuple[str, str] | None:
     """(system, value) when the criteria are exactly ``identifier=system|value`` — what nearly
     every conditional create and update sends — else None (the general path decides)."""
     if len(pairs) != 1 or pairs[0][0] != "identifier" or "identifier" not in params_for(resource_type):
@@ -322,6 +323,23 @@ def _one_identifier(resource_type: str, pairs: list[tuple[str, str]]) -> tuple[s
     if not (bar and system and code) or any(c in pairs[0][1] for c in ",\\$"):
         return None
     return system, code
+
+
+def pks_by_identifier(conn: Connection, wanted: Iterable[tuple[str, str, str]]) -> dict[tuple[str, str, str], list[int]]:
+    """For each (type, system, value): the pks of the live resources carrying that identifier,
+    found with one query per type for all of them (a Bundle's conditional creates)."""
+    found: dict[tuple[str, str, str], list[int]] = {key: [] for key in wanted}
+    by_type: dict[str, set[str]] = {}
+    for rtype, _, code in found:
+        by_type.setdefault(rtype, set()).add(code)
+    for rtype, codes in sorted(by_type.items()):
+        query = (select(TK.c.system, TK.c.code, R.c.pk).distinct().join(R, TK.c.resource_pk == R.c.pk)
+                 .where(TK.c.resource_type == rtype, TK.c.param == "identifier", TK.c.code.in_(sorted(codes)),
+                        R.c.deleted.is_(False)).order_by(R.c.pk))
+        for system, code, pk in conn.execute(query):
+            if (rtype, system, code) in found:
+                found[(rtype, system, code)].append(pk)
+    return found
 
 
 @functools.cache

@@ -26,7 +26,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
-from emr.errors import Conflict, Gone, InvalidInput, NotFound, PreconditionFailed
+from emr.errors import Conflict, EmrError, Gone, InvalidInput, NotFound, PreconditionFailed
 from emr.fhir import validate_resource
 from emr.fhir.dates import to_fhir_instant
 from emr.hub import access, audit, memo, search
@@ -87,13 +87,15 @@ class Store:
         False only for what the hub builds itself and its tests check (audit entries)."""
         return self._insert(conn, {**resource, "id": new_id}, now=now, validate=validate)
 
-    def match(self, conn: Connection, rtype: str, criteria: str, *, claimed: bool = False) -> dict | None:
+    def match(self, conn: Connection, rtype: str, criteria: str, *, claimed: bool = False,
+              found: list[int] | None = None) -> dict | None:
         """The one resource matching conditional ``criteria``, claimed for this transaction
-        (already, when ``claimed``: see ``claim``), or None."""
+        (already, when ``claimed``: see ``claim``), or None. ``found``: the matches' pks, when
+        the caller has looked them up already (``identifier_matches``)."""
         params = search.parse_criteria(criteria)
         if not claimed:
             claim(conn, [(rtype, search.criteria_key(params))])
-        pks = search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
+        pks = found if found is not None else search.find_pks(conn, rtype, params, limit=2, limits=self.limits)
         if len(pks) > 1:
             raise PreconditionFailed(
                 f"conditional request matched {len(pks)} {rtype} resources: '{criteria}' must identify one",
@@ -113,6 +115,22 @@ class Store:
             validate_resource(resource)
         _check_write(conn, f"{resource['resourceType']}/{resource['id']}", None, resource)
         return resource
+
+    def identifier_matches(self, conn: Connection, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], list[int]]:
+        """For each (type, criteria) that is exactly ``identifier=system|value``: its matches' pks,
+        all found in one query per type. Other criteria are left for ``match`` to search."""
+        keys: dict[tuple[str, str], tuple[str, str, str]] = {}
+        for rtype, criteria in wanted:
+            try:
+                pairs = search.parse_criteria(criteria)
+                search.check_pairs(pairs, self.limits)
+            except EmrError:
+                continue  # ``match`` reports it, at its entry
+            identifier = search.one_identifier(rtype, pairs)
+            if identifier is not None:
+                keys[(rtype, criteria)] = (rtype, *identifier)
+        found = search.pks_by_identifier(conn, set(keys.values()))
+        return {wanted_key: found[key] for wanted_key, key in keys.items()}
 
     def _insert(self, conn: Connection, resource: dict, *, now: datetime, validate: bool = True) -> Written:
         resource = self.prepare_new(conn, resource, now=now, new_id=resource["id"], validate=validate)
