@@ -220,3 +220,29 @@ def test_fuzzed_bodies_never_fail_the_hub_and_refusals_write_nothing(sqlite_clie
         if not target.startswith("/cds-services") or response.headers["content-type"].startswith("application/fhir"):
             refused(response)
         assert store_rows(sqlite_client) == before
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+    max_leaves=25)
+
+
+@given(value=JSON_VALUES, depth=st.integers(1, 8), longest=st.integers(1, 400))
+@settings(max_examples=300, deadline=None)
+def test_the_quick_body_check_answers_as_the_full_walk(value, depth, longest):
+    """With the raw bytes, check_json skips the string work on bodies that cannot hold a long
+    string or a control character; it must refuse exactly what the full walk refuses, at the same place."""
+    from emr.errors import EmrError
+    from emr.hub.limits import Limits, _walk_json, check_json
+
+    limits = Limits(depth, longest, 10, 10, 10)
+
+    def verdict(check) -> tuple[str, str | None] | None:
+        try:
+            check()
+        except EmrError as exc:
+            return type(exc).__name__, exc.problems[0].location
+        return None
+
+    assert verdict(lambda: check_json(value, limits, orjson.dumps(value))) == verdict(lambda: _walk_json(value, limits))

@@ -77,8 +77,9 @@ async def read_json(request: Request, *, max_bytes: int) -> object:
     """The request body as JSON, after the content type and size checks, within the hub's
     limits on nesting, string length and characters (``emr.hub.limits``)."""
     _check_content_type(request.headers.get("content-type"))
-    body = parse_json(await _read_body(request, max_bytes=max_bytes))
-    check_json(body, Limits.of(hub_of(request).settings))
+    raw = await _read_body(request, max_bytes=max_bytes)
+    body = parse_json(raw)
+    check_json(body, Limits.of(hub_of(request).settings), raw)
     return body
 
 

@@ -48,7 +48,34 @@ class Limits:
                    settings.max_search_values, settings.max_search_value_chars)
 
 
-def check_json(value: object, limits: Limits) -> None:
+def check_json(value: object, limits: Limits, raw: bytes | None = None) -> None:
+    """Raise at the first string or level too many in a parsed body.
+
+    With the ``raw`` bytes it was parsed from, a body shorter than the string limit and
+    without a ``\\u00`` escape or a DEL byte cannot hold a long string or a control
+    character, so only its nesting is walked; any problem is located by the full walk."""
+    if raw is not None and len(raw) <= limits.max_string_chars and b"\\u00" not in raw and b"\x7f" not in raw:
+        if _depth(value) <= limits.max_json_depth:
+            return
+    _walk_json(value, limits)
+
+
+def _depth(value: object) -> int:
+    """The deepest level of ``value``, counted as ``_walk_json`` counts it (the body is level
+    one, each object member or array item one more), without recursion."""
+    deepest = 1
+    stack: list[tuple[object, int]] = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+        for child in children:
+            deepest = max(deepest, depth + 1)
+            if isinstance(child, dict | list):
+                stack.append((child, depth + 1))
+    return deepest
+
+
+def _walk_json(value: object, limits: Limits) -> None:
     """Walk a parsed body without recursion; raise at the first string or level too many."""
     stack: list[tuple[object, str, int]] = [(value, "$", 1)]
     while stack:
