@@ -8,11 +8,18 @@ only if SQL finds it for that person and test, collected before the order.
 
 Ceiling: the raw indexed lookup (the driver alone, the same probes) added to a bare
 ASGI app's round trip under the same uvicorn and the same clients.
+
+``python -m benchmarks.b2_check [--size small] [--db sqlite]`` profiles the checks instead:
+the route's own work (the answer, then its audit entry committed) under pyinstrument,
+without uvicorn, FastAPI or the thread hop; the profile goes to ``results/profile-b2.txt``.
 """
 
 from __future__ import annotations
 
+import argparse
 import random
+import sys
+import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -21,7 +28,7 @@ import httpx
 import orjson
 
 from benchmarks.data import SPAN_DAYS, START, TESTS, people
-from benchmarks.harness import PG_DSN, Outcome, database, percentile, preload, schema_of, served
+from benchmarks.harness import PG_DSN, SIZES as ALL_SIZES, Outcome, database, percentile, preload, schema_of, served
 from benchmarks.load import HEADERS, drive, warm_up
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 
@@ -152,3 +159,59 @@ def agreement(url: str, base: str, probes: list[tuple[str, list[str], str]]) -> 
                 total += 1
     sql.close()
     return agreed, total
+
+
+# ---------------------------------------------------------------- profile
+
+def profile(size: str, kind: str, workdir: Path, out: Path) -> float:
+    """Seconds per check through ``answer_check`` and ``settled``, as the route runs them; the
+    pyinstrument profile goes to ``out``."""
+    from pyinstrument import Profiler
+
+    from emr.config import Settings
+    from emr.hub import audit
+    from emr.hub.app import build_hub
+    from emr.hub.routes.operations import answer_check
+    from emr.hub.security import settled
+
+    patients, count = SIZES[size]
+    bodies = [parameters(*p) for p in make_probes(patients, count)]
+    with database(kind, workdir, "b2-profile") as url:
+        preload(url, workdir / f"b2-{size}.ndjson", patients, source=SOURCE, seed=SEED)
+        hub = build_hub(Settings(database_url=url, auth_required=False))
+
+        def check(body: dict) -> None:
+            token = audit.start(audit.AuditTrail(principal=None, interaction="operation", operation="check-reuse"))
+            try:
+                settled(hub, lambda: answer_check(hub, body))
+            finally:
+                audit.stop(token)
+
+        for body in bodies[:20]:  # warm: statements compiled, pool filled
+            check(body)
+        profiler = Profiler(interval=0.0002)
+        started = time.perf_counter()
+        with profiler:
+            for body in bodies:
+                check(body)
+        seconds = (time.perf_counter() - started) / len(bodies)
+        hub.engine.dispose()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(profiler.output_text(unicode=True, color=False, show_all=False), encoding="utf-8")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.b2_check", description="Profile B2's checks.")
+    parser.add_argument("--size", choices=ALL_SIZES, default="small")
+    parser.add_argument("--db", choices=("sqlite", "postgres"), default="sqlite")
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "results" / "profile-b2.txt")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="emr-profile-") as tmp:
+        seconds = profile(args.size, args.db, Path(tmp), args.out)
+    print(f"{seconds * 1000:.2f} ms per check under the profiler; profile in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

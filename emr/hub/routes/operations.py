@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import partial
 from importlib.metadata import version
 
 from fastapi import APIRouter, Request
@@ -11,7 +12,7 @@ from starlette.concurrency import run_in_threadpool
 from emr.hub import ordering
 from emr.hub.capability import capability_statement
 from emr.hub.db import read_transaction
-from emr.hub.http import fhir_response, hub_of, read_json
+from emr.hub.http import Hub, fhir_response, hub_of, read_json
 from emr.hub.linking import pix_query
 from emr.hub.openapi import PARAMETERS, RESOURCE, FhirJSONResponse, answers, fhir_body
 from emr.hub.security import settled
@@ -46,10 +47,11 @@ async def ihe_pix(request: Request) -> Response:
 async def check_reuse(request: Request) -> Response:
     hub = hub_of(request)
     body = await read_json(request, max_bytes=hub.settings.max_body_bytes)
+    return fhir_response(await run_in_threadpool(settled, hub, partial(answer_check, hub, body)))
 
-    def work() -> dict:
-        question = ordering.parse_parameters(body, now=hub.clock(), catalogue=hub.catalogue)
-        with read_transaction(hub.engine) as conn:
-            return ordering.decisions_to_parameters(ordering.check(conn, hub.catalogue, question))
 
-    return fhir_response(await run_in_threadpool(settled, hub, work))
+def answer_check(hub: Hub, body: object) -> dict:
+    """The answer to a ``$check-reuse`` question: both are Parameters resources."""
+    question = ordering.parse_parameters(body, now=hub.clock(), catalogue=hub.catalogue)
+    with read_transaction(hub.engine) as conn:
+        return ordering.decisions_to_parameters(ordering.check(conn, hub.catalogue, question))
