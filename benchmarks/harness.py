@@ -7,18 +7,21 @@ the absolute numbers do not.
 
 from __future__ import annotations
 
+import json
 import math
 import multiprocessing
 import os
 import resource
+import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -140,8 +143,26 @@ def schema_of(url: str) -> str | None:
 def preload(url: str, path: Path, patients: int, *, source: str, seed: int) -> tuple[float, int]:
     """Fill a hub database through the bulk path: ``patients`` Patients with 9 results each.
 
-    Returns the seconds the import took and the resources it stored.
+    Returns the seconds the import took and the resources it stored. On SQLite the first
+    load of a size is kept beside ``path`` and later ones copy it (B1 and B2 preload the
+    same data), reporting the seconds the first one took.
     """
+    if not url.startswith("sqlite:///"):
+        return _import(url, path, patients, source=source, seed=seed)
+    kept = path.with_name(f"preloaded-{patients}-{source}-{seed}.db")
+    facts = kept.with_suffix(".json")
+    if not facts.exists():
+        kept.unlink(missing_ok=True)
+        seconds, count = _import(f"sqlite:///{kept}", path, patients, source=source, seed=seed)
+        with closing(sqlite3.connect(kept)) as conn:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        facts.write_text(json.dumps({"seconds": seconds, "count": count}), encoding="utf-8")
+    shutil.copyfile(kept, url.removeprefix("sqlite:///"))
+    known = json.loads(facts.read_text(encoding="utf-8"))
+    return known["seconds"], known["count"]
+
+
+def _import(url: str, path: Path, patients: int, *, source: str, seed: int) -> tuple[float, int]:
     from benchmarks.data import history, people, write_ndjson
     from emr.config import Settings
     from emr.hub.app import build_hub
