@@ -63,15 +63,16 @@ def check_json(value: object, limits: Limits, raw: bytes | None = None) -> None:
 def _depth(value: object) -> int:
     """The deepest level of ``value``, counted as ``_walk_json`` counts it (the body is level
     one, each object member or array item one more), without recursion."""
+    if not isinstance(value, dict | list):
+        return 1
     deepest = 1
-    stack: list[tuple[object, int]] = [(value, 1)]
+    stack: list[tuple[dict | list, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        children = node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
-        for child in children:
-            deepest = max(deepest, depth + 1)
-            if isinstance(child, dict | list):
-                stack.append((child, depth + 1))
+        children = node.values() if isinstance(node, dict) else node
+        if children and depth >= deepest:
+            deepest = depth + 1
+        stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
     return deepest
 
 
