@@ -27,7 +27,8 @@ TITLE = "B1 ingest over HTTP"
 SEED = 2025
 SOURCE = "27001"
 # size: (patients preloaded, with 9 results each; Bundles posted)
-SIZES = {"smoke": (20, 6), "small": (2_000, 120), "medium": (20_000, 200), "full": (112_000, 300)}  # full: 1,008,000 Observations
+# full: 112,000 Patients, 1,008,000 Observations
+SIZES = {"smoke": (20, 6), "small": (2_000, 120), "medium": (20_000, 200), "full": (112_000, 300)}
 CLIENTS = 2
 
 

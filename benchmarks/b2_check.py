@@ -37,7 +37,8 @@ SEED = 2025
 SOURCE = "27001"  # Bắc Ninh provincial hospital: a level-5 lab, so Bạch Mai may reuse its results
 ORDERING = "01001"  # Bạch Mai
 # size: (patients preloaded with 9 results each, probes)
-SIZES = {"smoke": (20, 30), "small": (2_000, 600), "medium": (20_000, 1_500), "full": (112_000, 3_000)}  # full: 1,008,000 Observations
+# full: 112,000 Patients, 1,008,000 Observations
+SIZES = {"smoke": (20, 30), "small": (2_000, 600), "medium": (20_000, 1_500), "full": (112_000, 3_000)}
 SATURATION_CLIENTS = 8
 AGREEMENT_SAMPLE = 200
 LOOKUP = ("SELECT observation_id FROM result_fact WHERE national_id = {p} AND loinc = {p} AND collected_ms <= {p} "
