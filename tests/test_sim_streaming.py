@@ -125,3 +125,17 @@ def test_loopback_runs_the_lifespan_and_keeps_one_worker_thread() -> None:
             assert str(error) == "boom"
         assert http.post("echo", json={}).status_code == 200  # still serving after a failure
     assert events == ["startup", "shutdown"]
+
+
+def test_a_journey_is_forgotten_only_after_its_last_visit_to_be_played(tmp_path) -> None:
+    from emr.sim.engine import build_population, visit_order, visits_in_order
+    from emr.sim.runner import SimulationRequest, load_world
+
+    world = load_world(Settings(), SimulationRequest("national-pilot-2025", seed=2025, patients=2000, out=tmp_path))
+    citizens = build_population(world)
+    played = list(visits_in_order(world, citizens, visit_order(world, citizens)))
+    last_played = {visit.citizen: visit for visit, _ in played}
+    assert [visit for visit, last in played if last] == sorted(last_played.values(),
+                                                               key=lambda v: (v.at, v.citizen, v.number))
+    # same-day referrals booked before the visit that made them exist, so this is not just the highest number
+    assert any(v.number < max(o.number for o, _ in played if o.citizen == v.citizen) for v in last_played.values())

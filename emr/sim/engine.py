@@ -126,11 +126,15 @@ def visit_order(world: World, citizens: list[Citizen]) -> array:
 
 
 def visits_in_order(world: World, citizens: list[Citizen], order: array) -> Iterator[tuple[Visit, bool]]:
-    """Each visit in ``order``, and whether it is the last of its citizen's journey."""
+    """Each visit in ``order``, and whether it is the last of its citizen's journey to be played.
+
+    That is the latest by (time, number), not always the highest number: a referral
+    seen the same day can be booked at an earlier hour than the visit that made it.
+    """
     for key in order:
         citizen, number = (key >> _NUMBER_BITS) & _CITIZEN_MASK, key & _NUMBER_MASK
         visits = journey(world, citizens, citizen)
-        yield visits[number], number == len(visits) - 1
+        yield visits[number], max(visits, key=lambda v: (v.at, v.number)).number == number
 
 
 _NUMBER_BITS, _CITIZEN_BITS = 2, 30  # up to four visits a journey, a billion citizens
