@@ -11,7 +11,7 @@ else, without holding them all in the heap. Nothing here reads the wall clock.
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 
