@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -431,11 +431,17 @@ def _resolve_logical(conn: Connection, target_type: str, system: str, value: str
 
 def stored_ids_with_identifier(conn: Connection, target_type: str, system: str, value: str) -> list[str]:
     """Up to two ids of stored ``target_type`` resources carrying this identifier."""
-    T = TokenIndex.__table__
-    query = (select(R.c.id).join(T, T.c.resource_pk == R.c.pk).where(
-        T.c.resource_type == target_type, T.c.param == "identifier", T.c.code == value,
-        T.c.system == system, R.c.deleted.is_(False)).limit(2))
-    return list(conn.execute(query).scalars())
+    found = conn.execute(_IDS_WITH_IDENTIFIER, {"rtype": target_type, "system": system, "code": value})
+    return list(found.scalars())
+
+
+# Asked for every logical reference written and every audit entry: built once, bound per call.
+_IDS_WITH_IDENTIFIER = (
+    select(R.c.id).join(TokenIndex.__table__, TokenIndex.__table__.c.resource_pk == R.c.pk)
+    .where(TokenIndex.__table__.c.resource_type == bindparam("rtype"),
+           TokenIndex.__table__.c.param == "identifier",
+           TokenIndex.__table__.c.code == bindparam("code"), TokenIndex.__table__.c.system == bindparam("system"),
+           R.c.deleted.is_(False)).limit(2))
 
 
 def _insert_many(conn: Connection, table: type, rows: Iterable[dict]) -> None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.engine import Connection
 
 from emr.hub import memo
@@ -74,6 +74,10 @@ def patient_trusted(conn: Connection, patient_id: str | None) -> bool:
 
 def registration_trusted(conn: Connection, *, national_id: str, facility_code: str) -> bool:
     """False when this facility's registration of the number failed verification."""
-    statuses = conn.execute(select(I.c.status).where(
-        I.c.national_id == national_id, I.c.facility_code == facility_code)).scalars().all()
-    return all(s in TRUSTED for s in statuses)
+    statuses = conn.execute(_REGISTRATION_STATUSES, {"national_id": national_id, "facility": facility_code})
+    return all(s in TRUSTED for s in statuses.scalars())
+
+
+# Asked on every order-time check: built once, only bound per call.
+_REGISTRATION_STATUSES = select(I.c.status).where(I.c.national_id == bindparam("national_id"),
+                                                  I.c.facility_code == bindparam("facility"))
