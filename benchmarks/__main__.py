@@ -1,6 +1,6 @@
 """``python -m benchmarks`` (``./scripts/bench``): run the benchmarks, write results/latest.{json,md}.
 
-    ./scripts/bench [--size smoke|small|medium|full] [--only B1,B3] [--db sqlite,postgres]
+    ./scripts/bench [--size smoke|small|medium|full, or several: small,medium] [--only B1,B3] [--db sqlite,postgres]
 
 Each benchmark measures its own ceiling in the same run on the same data and reports
 achieved ÷ ceiling. PostgreSQL is skipped, with the reason in the notes, when no
@@ -65,16 +65,17 @@ def _names(text: str, allowed: tuple[str, ...] | list[str], what: str) -> list[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="scripts/bench", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--size", choices=SIZES, default="small")
+    parser.add_argument("--size", default="small", help="smoke, small, medium or full, or several: small,medium")
     parser.add_argument("--only", default=",".join(BENCHMARKS), help="e.g. B1,B3")
     parser.add_argument("--db", default="sqlite,postgres", help="sqlite, postgres or both")
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json and latest.md go")
     args = parser.parse_args(argv)
     only = _names(args.only.upper(), tuple(BENCHMARKS), "--only")
     databases = _names(args.db.lower(), ("sqlite", "postgres"), "--db")
+    sizes = _names(args.size.lower(), SIZES, "--size")
     load_at_start = list(os.getloadavg())
     with tempfile.TemporaryDirectory(prefix="emr-bench-") as tmp:
-        outcomes = run_all(args.size, only, databases, Path(tmp))
+        outcomes = [o for size in sizes for o in run_all(size, only, databases, Path(tmp))]
     command = "./scripts/bench " + " ".join(argv if argv is not None else sys.argv[1:])
     json_path, md_path = write(args.out, outcomes, command=command.strip(), started_load=load_at_start)
     print(md_path.read_text(encoding="utf-8"))
