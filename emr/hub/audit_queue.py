@@ -27,7 +27,7 @@ took about 10 ms, and SQLite runs one inside whichever commit finds the WAL over
 pages: with about 40 pages per entry, one request in 25 paid it. These transactions
 skip that automatic checkpoint; the queue runs one on a thread of its own instead,
 after every ``CHECKPOINT_EVERY`` entries, so no response waits for it. Data writes
-keep SQLite's automatic checkpoint.
+have their own background checkpoints (``emr.hub.walcheckpoint``).
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ resource's surrogate key ``pk`` so a search is a join on integers.
 
 SQLite (the default) runs in WAL mode with ``synchronous=FULL``; write transactions start with
 ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock, and a busy
-writer waits instead of failing. PostgreSQL uses row locks (``SELECT … FOR UPDATE``)
+writer waits instead of failing. The WAL reaches the database file in background
+checkpoints (``emr.hub.walcheckpoint``), not inside a request. PostgreSQL uses row locks (``SELECT … FOR UPDATE``)
 where SQLite relies on its single writer.
 """
 
@@ -22,6 +23,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
 from emr.errors import InvalidInput
+from emr.hub import walcheckpoint
 
 
 class ResourceRow(SQLModel, table=True):
@@ -235,6 +237,7 @@ def _sqlite_engine(url: str) -> Engine:
         cursor = dbapi_connection.cursor()
         if ":memory:" not in url and url not in {"sqlite://", "sqlite:///"}:
             cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the request path
         # FULL: every commit fsyncs the WAL before the hub answers 2xx, so an
         # acknowledged write survives a power cut or an OS crash, not only a killed
         # process (NORMAL, WAL's default, syncs only at checkpoints and may lose the
@@ -250,6 +253,8 @@ def _sqlite_engine(url: str) -> Engine:
         mode = conn.get_execution_options().get("sqlite_begin", "DEFERRED")
         conn.exec_driver_sql(f"BEGIN {mode}")
 
+    if ":memory:" not in url and url not in {"sqlite://", "sqlite:///"}:
+        walcheckpoint.attach(engine)
     return engine
 
 
@@ -287,6 +292,8 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
                 yield conn
                 for work in conn.info.pop(BEFORE_COMMIT, []):
                     work(conn)
+            if checkpointer := walcheckpoint.checkpointer_of(engine):
+                checkpointer.committed()
         finally:
             conn.info.pop(BEFORE_COMMIT, None)
             conn.info.pop(TRANSACTION_STATE, None)
