@@ -93,6 +93,16 @@ def checking_rate(resources: list[dict], *, at_most: int = 5_000) -> float:
 
 
 def peak_rss_mb() -> float:
+    """This process's own peak resident memory. Linux carries ``ru_maxrss`` over from the
+    parent through fork and exec, so a fresh benchmark process would report the runner's
+    peak; ``VmHWM`` belongs to the process's own address space."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
