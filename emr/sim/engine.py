@@ -126,10 +126,9 @@ def visit_order(world: World, citizens: list[Citizen]) -> array:
 
 
 def visits_in_order(world: World, citizens: list[Citizen], order: array) -> Iterator[tuple[Visit, bool]]:
-    """Each visit in ``order``, and whether it is the last of its citizen's journey to be played.
-
-    That is the latest by (time, number), not always the highest number: a referral
-    seen the same day can be booked at an earlier hour than the visit that made it.
+    """Each visit in ``order``, and whether it is the last of its citizen's journey to be played:
+    the latest by (time, number), which is the highest number, as a journey's visits
+    follow one another in time (``journeys._clinic_time_after``).
     """
     for key in order:
         citizen, number = (key >> _NUMBER_BITS) & _CITIZEN_MASK, key & _NUMBER_MASK

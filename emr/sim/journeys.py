@@ -47,11 +47,11 @@ def plan_journey(rng: random.Random, *, index: int, citizen: Citizen, scenario: 
                     _available(condition.local_tests, local), target if refer else None)]
     if not refer:
         return visits
-    up_at = _clinic_time(rng, first_at + timedelta(days=_triangular(rng, scenario.referral_delay_days)))
+    up_at = _clinic_time_after(rng, first_at, timedelta(days=_triangular(rng, scenario.referral_delay_days)))
     visits.append(Visit(index, 1, up_at, target, "referral", condition.id,
                         _available(condition.referral_tests, facilities[target]), None))
     if condition.follow_up_tests and rng.random() < condition.back_referral_probability.value:
-        back_at = _clinic_time(rng, up_at + timedelta(days=_triangular(rng, scenario.back_referral_delay_days)))
+        back_at = _clinic_time_after(rng, up_at, timedelta(days=_triangular(rng, scenario.back_referral_delay_days)))
         visits.append(Visit(index, 2, back_at, local.code, "back-referral", condition.id,
                             _available(condition.follow_up_tests, local), None))
     return [v for v in visits if v.at.date() <= scenario.period.end]
@@ -94,9 +94,30 @@ def _first_visit(rng: random.Random, scenario: Scenario) -> datetime:
 
 def _clinic_time(rng: random.Random, moment: datetime) -> datetime:
     """The same day (Vietnam time) at a random minute of opening hours, in UTC."""
-    local_day: date = moment.astimezone(VIETNAM_TZ).date()
+    return _clinic_minute(rng, moment.astimezone(VIETNAM_TZ).date(), first=0)
+
+
+def _clinic_time_after(rng: random.Random, previous: datetime, delay: timedelta) -> datetime:
+    """A visit ``delay`` after ``previous`` (a clinic time), always strictly later.
+
+    The delay picks the day. On the same day the patient is seen later in that day's
+    opening hours; when the clinic closes before a later minute is free, the next day.
+    """
+    previous_local = previous.astimezone(VIETNAM_TZ)
+    day: date = (previous + delay).astimezone(VIETNAM_TZ).date()
+    if day > previous_local.date():
+        return _clinic_minute(rng, day, first=0)
     opens, closes = OPENING_HOURS
-    minute = rng.randrange((closes - opens) * 60)
+    first = (previous_local.hour - opens) * 60 + previous_local.minute + 1
+    if first >= (closes - opens) * 60:
+        return _clinic_minute(rng, day + timedelta(days=1), first=0)
+    return _clinic_minute(rng, day, first=first)
+
+
+def _clinic_minute(rng: random.Random, local_day: date, *, first: int) -> datetime:
+    """A random minute of ``local_day``'s opening hours from minute ``first`` on, in UTC."""
+    opens, closes = OPENING_HOURS
+    minute = rng.randrange(first, (closes - opens) * 60)
     start = datetime.combine(local_day, time(opens), tzinfo=VIETNAM_TZ) + timedelta(minutes=minute)
     return start.astimezone(timezone.utc)
 
