@@ -261,6 +261,22 @@ def test_a_transaction_with_one_foreign_entry_writes_nothing(hub, clock):
     assert hub.get(f"/fhir/Observation?patient={pid}", headers=bach_mai).json()["total"] == 0
 
 
+def test_a_deleted_resource_is_put_back_only_by_the_facility_that_owned_it(hub, clock):
+    bac_ninh, bach_mai = bearer(hub, clock, "27001"), bearer(hub, clock, "01001")
+    pid = register(hub, bac_ninh, "27001")
+    register(hub, bach_mai, "01001")  # Bạch Mai treats the patient too: it may see the result
+    oid = publish(hub, bac_ninh, pid)
+    mine = hub.get(f"/fhir/Observation/{oid}", headers=bac_ninh).json()
+    theirs = {**mine, "performer": [{"reference": "Organization/01001"}]}
+    assert hub.delete(f"/fhir/Observation/{oid}", headers=bac_ninh).status_code in (200, 204)
+    assert "of facility 27001" in refused(put(hub, f"Observation/{oid}", theirs, bach_mai), 403)
+    refused(hub.delete(f"/fhir/Observation/{oid}", headers=bach_mai), 403)
+    back = put(hub, f"Observation/{oid}", mine, bac_ninh)
+    assert back.status_code in (200, 201) and back.json()["meta"]["versionId"] == "3", back.text
+    assert hub.get(f"/fhir/Observation/{oid}", headers=bach_mai).json()["meta"]["versionId"] == "3"
+    refused(put(hub, f"Observation/{oid}", theirs, bach_mai), 403)  # live again, and still Bắc Ninh's
+
+
 # ---------------------------------------------------------------- reads and the treatment relationship
 
 def test_reading_another_facilitys_data_needs_a_relationship(hub, clock):

@@ -12,7 +12,8 @@ The rules:
   (``c r u d s``), else 403.
 - **Writes**: a facility writes only what it owns — its own Organization as the
   performer, author, requester, service provider or managing organization — and only
-  about a patient it may see. Person, Organization and AuditEvent are the hub's own.
+  about a patient it may see; a deleted resource is put back only by the facility that
+  owned its last version. Person, Organization and AuditEvent are the hub's own.
 - **Reads**: a facility sees its own data; another facility's data about a patient
   only while it has a treatment relationship with that person (a registration,
   encounter, order or referral involving the facility, linked across facilities by
@@ -37,11 +38,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql import ColumnElement
 
 from emr.errors import Forbidden
-from emr.hub.db import ResourceRow
+from emr.hub.db import ResourceRow, VersionRow
 from emr.hub.relationships import AF, CL, PS, SR, owners_of, subject_of
 from emr.hub.scopes import Scope, allows
 
 R = ResourceRow.__table__
+V = VersionRow.__table__
 EMERGENCY_PURPOSES = frozenset({"ETREAT", "BTG"})
 PUBLIC_TYPES = frozenset({"Organization", "Location", "Practitioner", "PractitionerRole", "HealthcareService",
                           "Endpoint"})
@@ -205,12 +207,23 @@ def check_write(conn: Connection, resource_type: str, pk: int | None, resource: 
                         f"{'created' if interaction == 'c' else 'changed or deleted'} through the API",
                         location=resource_type)
     require_scope(resource_type, interaction)
-    if pk is not None:
-        _require_owner(principal, orjson.loads(conn.execute(select(R.c.content).where(R.c.pk == pk)).scalar_one()),
-                       verb="change")
+    stored = None if pk is None else _last_live(conn, pk)
+    if stored is not None:
+        _require_owner(principal, stored, verb="change")
     if resource is not None:
         _require_owner(principal, resource, verb="write")
         _require_subject_visible(conn, resource)
+
+
+def _last_live(conn: Connection, pk: int) -> dict | None:
+    """The stored resource, or after a deletion its last version before it: a deletion names
+    no facility, so the facility that owned the resource is the one that may put it back."""
+    row = conn.execute(select(R.c.deleted, R.c.content).where(R.c.pk == pk)).one()
+    if not row.deleted:
+        return orjson.loads(row.content)
+    content = conn.execute(select(V.c.content).where(V.c.resource_pk == pk, V.c.deleted.is_(False))
+                           .order_by(V.c.version_id.desc()).limit(1)).scalar()
+    return orjson.loads(content) if content else None  # no live version ever: nothing to protect
 
 
 def _require_owner(principal: Principal, resource: dict, *, verb: str) -> None:
