@@ -23,11 +23,11 @@ reads' entries (at most 0.6 s of them, three times ``wal_writer_delay``), never
 leaving the database inconsistent.
 
 Checkpoints. A checkpoint (copying the WAL into the database file, with two fsyncs)
-took about 10 ms, and SQLite runs one inside whichever commit finds the WAL over 1,000
-pages: with about 40 pages per entry, one request in 25 paid it. These transactions
-skip that automatic checkpoint; the queue runs one on a thread of its own instead,
-after every ``CHECKPOINT_EVERY`` entries, so no response waits for it. Data writes
-have their own background checkpoints (``emr.hub.walcheckpoint``).
+took about 10 ms, and SQLite would run one inside whichever commit found the WAL over
+1,000 pages: with about 40 pages per entry, one request in 25 paid it. These commits
+count as write transactions for the hub's background checkpoints (``emr.hub.walcheckpoint``),
+as data writes do, so no response waits for one, and the WAL stays bounded however
+closely entries follow each other.
 """
 
 from __future__ import annotations
@@ -42,15 +42,10 @@ from datetime import datetime
 
 from sqlalchemy.engine import Connection, Engine
 
-from emr.hub import access
+from emr.hub import access, walcheckpoint
 from emr.hub.batchwrite import BatchWriter
 from emr.hub.db import BEFORE_COMMIT, TRANSACTION_STATE, write_transaction
 from emr.hub.store import Store, stamp
-
-
-# Audit entries between background checkpoints: an entry adds about 40 pages to the WAL
-# (measured on B2's entries), so this is about SQLite's own 1,000-page interval.
-CHECKPOINT_EVERY = 25
 
 
 @dataclass
@@ -73,8 +68,6 @@ class AuditQueue:
     _queued: list[_Ticket] = field(default_factory=list)
     _queue_lock: threading.Lock = field(default_factory=threading.Lock)
     _writer: threading.Lock = field(default_factory=threading.Lock)  # held by the one committing
-    _unchecked: int = 0  # entries committed without a checkpoint since the last one began
-    _checkpointing: bool = False
 
     def record(self, events: list[dict], *, now: datetime, durable: bool) -> None:
         """Commit ``events`` (hub-built AuditEvents) and return once they are; raise if they could not be."""
@@ -113,31 +106,6 @@ class AuditQueue:
         durable = any(t.durable for t in batch)
         with _transaction(self.engine, durable=durable) as conn, access.as_hub():
             BatchWriter(conn, self.store, batch[-1].now).write(events)
-        if not durable and self.engine.dialect.name == "sqlite":
-            self._count_unchecked(len(events))
-
-    def _count_unchecked(self, entries: int) -> None:
-        """Start a checkpoint in the background once enough entries wait in the WAL."""
-        with self._queue_lock:
-            self._unchecked += entries
-            if self._unchecked < CHECKPOINT_EVERY or self._checkpointing:
-                return
-            self._unchecked, self._checkpointing = 0, True
-        threading.Thread(target=self._checkpoint, name="emr-audit-checkpoint", daemon=True).start()
-
-    def _checkpoint(self) -> None:
-        """Copy the WAL into the database while entries keep coming, then the few pages added
-        meanwhile between two commits, so the next commit can start the WAL afresh."""
-        try:
-            with self.engine.connect() as conn:  # a pooled connection: synchronous=FULL, as checkpoints need
-                driver = conn.connection.driver_connection
-                driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
-                with self._writer:
-                    driver.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except Exception:  # noqa: BLE001, S110 - the next checkpoint, or a data write's own, catches up
-            pass
-        finally:
-            self._checkpointing = False
 
 
 @contextmanager
@@ -149,7 +117,7 @@ def _transaction(engine: Engine, *, durable: bool) -> Iterator[Connection]:
                 conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
             yield conn
         return
-    with engine.connect() as conn, _unsynced(conn):
+    with walcheckpoint.writing(engine), engine.connect() as conn, _unsynced(conn):
         try:
             with conn.execution_options(sqlite_begin="IMMEDIATE").begin():
                 yield conn
@@ -162,9 +130,9 @@ def _transaction(engine: Engine, *, durable: bool) -> Iterator[Connection]:
 
 @contextmanager
 def _unsynced(conn: Connection) -> Iterator[None]:
-    """``synchronous=NORMAL`` and no automatic checkpoint on this SQLite connection (set outside a
-    transaction: SQLite refuses inside one), then its own settings back before it returns to the
-    pool; a connection whose settings cannot be restored is never used again."""
+    """``synchronous=NORMAL`` on this SQLite connection (set outside a transaction: SQLite refuses
+    inside one), then its own setting back before it returns to the pool; a connection whose
+    setting cannot be restored is never used again."""
     driver = conn.connection.driver_connection
     saved = {name: driver.execute(f"PRAGMA {name}").fetchone()[0] for name in _UNSYNCED}
     try:
@@ -179,5 +147,4 @@ def _unsynced(conn: Connection) -> Iterator[None]:
             conn.invalidate()
 
 
-# The queue checkpoints in the background instead of in a request's commit.
-_UNSYNCED = {"synchronous": 1, "wal_autocheckpoint": 0}  # 1: NORMAL
+_UNSYNCED = {"synchronous": 1}  # NORMAL

@@ -238,6 +238,7 @@ def _sqlite_engine(url: str) -> Engine:
         if ":memory:" not in url and url not in {"sqlite://", "sqlite:///"}:
             cursor.execute("PRAGMA journal_mode=WAL")
             cursor.execute("PRAGMA wal_autocheckpoint=0")  # checkpoints run off the request path
+            cursor.execute(f"PRAGMA journal_size_limit={walcheckpoint.WAL_SIZE_LIMIT}")
         # FULL: every commit fsyncs the WAL before the hub answers 2xx, so an
         # acknowledged write survives a power cut or an OS crash, not only a killed
         # process (NORMAL, WAL's default, syncs only at checkpoints and may lose the
@@ -285,15 +286,13 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
     Work registered with ``before_commit`` runs inside the transaction, just before it
     commits (the audit trail of a request's writes); it is dropped when the block fails.
     """
-    with engine.connect() as conn:
+    with walcheckpoint.writing(engine), engine.connect() as conn:
         conn = conn.execution_options(sqlite_begin="IMMEDIATE")
         try:
             with conn.begin():
                 yield conn
                 for work in conn.info.pop(BEFORE_COMMIT, []):
                     work(conn)
-            if checkpointer := walcheckpoint.checkpointer_of(engine):
-                checkpointer.committed()
         finally:
             conn.info.pop(BEFORE_COMMIT, None)
             conn.info.pop(TRANSACTION_STATE, None)
