@@ -173,3 +173,48 @@ def test_emr_import_command(sqlite_url, tmp_path):
     result = runner.invoke(app, ["import", str(bad), "--source", "27001", "--db", sqlite_url])
     assert result.exit_code == 2
     assert "bad.ndjson line 1" in result.output and len(result.output.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_small_segments_and_batches_give_the_same_answer(client, tmp_path, monkeypatch, workers):
+    """Lines are checked a segment at a time and written a batch at a time: blank lines
+    keep the numbering, a bad line and a duplicate are named wherever their segment
+    falls, and references cross batch boundaries."""
+    monkeypatch.setattr(bulk, "PARALLEL_FROM", 4)
+    monkeypatch.setattr(bulk, "SEGMENT", 3)
+    monkeypatch.setattr(bulk, "WRITE_BATCH", 2)
+    hub = client.app.state.hub
+    lines: list[dict | str] = list(facility_lines())
+    lines.insert(3, "")  # line 4 is blank
+    lines[6] = {**lines[6], "status": "nonsense"}  # line 7
+    lines.append(lines[1])  # line 11 repeats line 2
+    path = write_ndjson(tmp_path / "f.ndjson", lines)
+    with pytest.raises(InvalidInput) as caught:
+        bulk.import_files(hub, [path], source="27001", workers=workers)
+    assert [p.location for p in caught.value.problems] == ["f.ndjson line 7", "f.ndjson line 11"]
+    assert "Observation/o0-0 is also on f.ndjson line 2" in caught.value.problems[1].message
+    assert "2 of 10 lines are bad" in str(caught.value)
+    lines[6] = {**lines[6], "status": "final"}
+    result = bulk.import_files(hub, [write_ndjson(path, lines[:-1])], source="27001", workers=workers)
+    assert (result.lines, result.created) == (9, 9)
+    act_as(client, "27001")
+    for nid in NIDS:
+        assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{nid}").json()["total"] == 2
+
+
+def test_a_file_that_changes_during_the_import_loads_nothing(client, tmp_path, monkeypatch):
+    """The checks and the load each read the file; if it changes between them, nothing is loaded."""
+    monkeypatch.setattr(bulk, "WRITE_BATCH", 2)
+    hub = client.app.state.hub
+    path = write_ndjson(tmp_path / "f.ndjson", facility_lines())
+    load_batch = bulk.Batches.load
+
+    def load_then_append(self, *args, **kwargs):
+        load_batch(self, *args, **kwargs)
+        with path.open("ab") as handle:
+            handle.write(b"\n")
+    monkeypatch.setattr(bulk.Batches, "load", load_then_append)
+    resources_before = count(hub, ResourceRow)
+    with pytest.raises(InvalidInput, match="changed while it was being imported; nothing was loaded"):
+        bulk.import_files(hub, [path], source="27001")
+    assert count(hub, ResourceRow) == resources_before

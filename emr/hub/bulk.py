@@ -4,9 +4,13 @@
 line against the structure and the project's profiles, and loads nothing unless every
 line passes: the error lists every bad line with its file and line number.
 
-Checking is most of the work, so for a large file it runs in a process pool while this
-process writes the lines into one open transaction; the transaction commits only once
-every line has passed, and rolls back otherwise.
+The files are streamed, never held: a first pass reads each line's type and id (to
+give every resource its hub id and refuse duplicates) and cuts the files into
+segments; the checks then read their segments themselves — in a process pool for a
+large file — while this process streams the lines again into one open transaction,
+a batch at a time. The transaction commits only once every line has passed, and rolls
+back otherwise. Memory grows with the number of resources (about a hundred bytes
+each), not with the size of the files.
 
 Each resource gets a stable hub id, ``uuid5(source | type | source id)``, and every
 reference to another resource of the import (``Patient/p1``) — or to one an earlier
@@ -15,8 +19,8 @@ again therefore stores nothing new; a resource whose content changed becomes a n
 version through the ordinary update path.
 
 New resources are written through ``batchwrite`` (multi-row statements, hooks
-batched) in one transaction, Patients and Organizations first so that the results
-written after them find their national ID and facility.
+batched), Patients and Organizations first so that the results written after them
+find their national ID and facility.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import orjson
@@ -44,17 +49,12 @@ from emr.hub.store import ID_RE, R, stamp
 
 IMPORT_NAMESPACE = uuid.UUID("8c701f47-1ab9-5e29-a9d4-aa6da7914687")  # uuid5(URL, "urn:emr:bulk-import")
 PARALLEL_FROM = 2000  # lines; below this a process pool costs more than it saves
+SEGMENT = 1000  # lines per checking task
 WRITE_BATCH = 2000  # resources per multi-row insert
 LOAD_FIRST = {"Organization": 0, "Practitioner": 0, "Patient": 1}  # then everything else, in file order
 FACILITY_CODE_RE = re.compile(r"^\d{5}$")
 _LITERAL = re.compile(r"^([A-Z][A-Za-z]+)/([A-Za-z0-9\-.]{1,64})$")
-
-
-@dataclass(frozen=True)
-class SourceLine:
-    where: str  # "patients.ndjson line 12"
-    raw: bytes
-    resource: dict
+_LINE_BITS = 40  # a line's place is packed into one int: file index above, line number below
 
 
 @dataclass
@@ -69,31 +69,31 @@ class ImportResult:
 def import_files(hub: Hub, paths: Iterable[Path], *, source: str, workers: int = 2) -> ImportResult:
     """Check every line of every file while loading them in one transaction: all or nothing."""
     check_source(hub, source)
-    paths = list(paths)
-    lines, problems, total = read_lines(paths)
-    with LineChecks(lines, workers=workers) as checks:
-        if problems:
-            raise refusal(problems + checks.problems(), total, paths)
-        return load(hub, lines, source=source, approve=lambda: _approve(checks, total, paths))
+    found = scan(list(paths), source)
+    with LineChecks(found, workers=workers) as checks:
+        if found.problems:
+            raise refusal(found.problems + checks.problems(), found)
+        return load(hub, found, source=source, approve=lambda: _approve(checks, found))
 
 
-def _approve(checks: LineChecks, total: int, paths: list[Path]) -> None:
+def _approve(checks: LineChecks, found: Scan) -> None:
     """Raise, so that the load rolls back, unless every line passed its checks."""
     problems = checks.problems()
     if problems:
-        raise refusal(problems, total, paths)
+        raise refusal(problems, found)
+    found.unchanged_on_disk()
 
 
 class Refused(InvalidInput):
     """The import's answer when any line is bad: every bad line, in file order."""
 
 
-def refusal(problems: list[Problem], total: int, paths: list[Path]) -> Refused:
+def refusal(problems: list[Problem], found: Scan) -> Refused:
     bad = len({p.location for p in problems})
-    message = f"{bad} of {total} lines are bad; nothing was loaded"
+    message = f"{bad} of {found.total} lines are bad; nothing was loaded"
     if len(problems) == 1:  # the error shows a lone problem only through its message
         message += f": {problems[0].location}: {problems[0].message}"
-    return Refused(message, problems=_in_file_order(problems, paths))
+    return Refused(message, problems=_in_file_order(problems, found.paths))
 
 
 def check_source(hub: Hub, source: str) -> None:
@@ -106,41 +106,106 @@ def check_source(hub: Hub, source: str) -> None:
 
 def hub_id(source: str, resource_type: str, source_id: str) -> str:
     """The stable hub id of one source resource: the same file always maps to the same ids."""
-    return str(uuid.uuid5(IMPORT_NAMESPACE, f"{source}|{resource_type}|{source_id}"))
+    return str(_hub_uuid(source, resource_type, source_id))
 
 
-# ---------------------------------------------------------------- reading and checking
-
-def read_lines(paths: Iterable[Path]) -> tuple[list[SourceLine], list[Problem], int]:
-    """Every resource line of every file, a problem for each line that is not one, and the count."""
-    lines: list[SourceLine] = []
-    problems: list[Problem] = []
-    seen: dict[tuple[str, str], str] = {}
-    total = 0
-    for path in paths:
-        for where, raw in _raw_lines(path):
-            total += 1
-            resource, problem = _parse(raw)
-            if problem is None:
-                key = (resource["resourceType"], resource["id"])
-                problem = f"{key[0]}/{key[1]} is also on {seen[key]}" if key in seen else None
-                seen.setdefault(key, where)
-            if problem is not None:
-                problems.append(Problem(problem, where, "invalid"))
-            else:
-                lines.append(SourceLine(where, raw, resource))
-    return lines, problems, total
+def _hub_uuid(source: str, resource_type: str, source_id: str) -> uuid.UUID:
+    return uuid.uuid5(IMPORT_NAMESPACE, f"{source}|{resource_type}|{source_id}")
 
 
-def _raw_lines(path: Path) -> Iterator[tuple[str, bytes]]:
+# ---------------------------------------------------------------- the first pass
+
+@dataclass
+class Segment:
+    """Consecutive lines of one file (blank ones included), checked as one task."""
+
+    path: Path
+    offset: int  # byte offset of the first line
+    first: int  # its line number
+    count: int = 0
+    skip: set[int] = field(default_factory=set)  # line numbers the first pass already refused
+
+
+@dataclass
+class Scan:
+    """What the first pass learns: every resource's hub id and place, the problems it can
+    see without a model (not JSON, no id, a duplicate), and the segments to check."""
+
+    paths: list[Path]
+    source: str
+    total: int = 0  # non-blank lines
+    good: int = 0
+    problems: list[Problem] = field(default_factory=list)
+    places: dict[bytes, int] = field(default_factory=dict)  # hub uuid bytes -> packed place of its line
+    ranks: set[int] = field(default_factory=set)
+    samples: dict[str, dict] = field(default_factory=dict)  # the first resource of each type
+    segments: list[Segment] = field(default_factory=list)
+    stamps: list[tuple[int, int]] = field(default_factory=list)  # each file's size and mtime at the scan
+
+    def where(self, place: int) -> str:
+        return f"{self.paths[place >> _LINE_BITS].name} line {place & ((1 << _LINE_BITS) - 1)}"
+
+    def unchanged_on_disk(self) -> None:
+        """Refuse the import if a file changed while it ran: its checks and load may disagree."""
+        for path, stamp_then in zip(self.paths, self.stamps):
+            if _stamp_of(path) != stamp_then:
+                raise Refused(f"{path} changed while it was being imported; nothing was loaded",
+                              location=str(path))
+
+
+def scan(paths: list[Path], source: str) -> Scan:
+    """Read every line once, keeping only its hub id and place."""
+    found = Scan(paths=paths, source=source)
+    for index, path in enumerate(paths):
+        found.stamps.append(_stamp_of(path))
+        segment: Segment | None = None
+        for number, offset, raw in _lines_of(path):
+            if segment is None or number - segment.first >= SEGMENT:
+                segment = Segment(path, offset, number)
+                found.segments.append(segment)
+            segment.count = number - segment.first + 1
+            if raw.strip():
+                _scan_line(found, segment, (index << _LINE_BITS) | number, raw)
+    return found
+
+
+def _scan_line(found: Scan, segment: Segment, place: int, raw: bytes) -> None:
+    found.total += 1
+    resource, problem = _parse(raw)
+    if problem is None:
+        key = _hub_uuid(found.source, resource["resourceType"], resource["id"]).bytes
+        if key in found.places:
+            problem = f"{resource['resourceType']}/{resource['id']} is also on {found.where(found.places[key])}"
+        else:
+            found.places[key] = place
+    if problem is not None:
+        found.problems.append(Problem(problem, found.where(place), "invalid"))
+        segment.skip.add(place & ((1 << _LINE_BITS) - 1))
+        return
+    found.good += 1
+    found.ranks.add(_rank(resource))
+    found.samples.setdefault(resource["resourceType"], resource)
+
+
+def _stamp_of(path: Path) -> tuple[int, int]:
+    try:
+        status = path.stat()
+    except OSError as exc:
+        raise InvalidInput(f"cannot read {path}: {exc.strerror}", location=str(path)) from exc
+    return status.st_size, status.st_mtime_ns
+
+
+def _lines_of(path: Path, offset: int = 0, first: int = 1) -> Iterator[tuple[int, int, bytes]]:
+    """(line number, byte offset, bytes) of each line from ``offset``, blank lines included."""
     try:
         handle = path.open("rb")
     except OSError as exc:
         raise InvalidInput(f"cannot read {path}: {exc.strerror}", location=str(path)) from exc
     with handle:
-        for number, raw in enumerate(handle, start=1):
-            if raw.strip():
-                yield f"{path.name} line {number}", raw
+        handle.seek(offset)
+        for number, raw in enumerate(handle, start=first):
+            yield number, offset, raw
+            offset += len(raw)
 
 
 def _parse(raw: bytes) -> tuple[dict, str | None]:
@@ -155,6 +220,10 @@ def _parse(raw: bytes) -> tuple[dict, str | None]:
     return resource, None
 
 
+def _rank(resource: dict) -> int:
+    return LOAD_FIRST.get(resource["resourceType"], 2)
+
+
 def _in_file_order(problems: list[Problem], paths: list[Path]) -> list[Problem]:
     rank = {path.name: index for index, path in reversed(list(enumerate(paths)))}
 
@@ -164,40 +233,56 @@ def _in_file_order(problems: list[Problem], paths: list[Path]) -> list[Problem]:
     return sorted(problems, key=order)
 
 
+# ---------------------------------------------------------------- checking
+
 class LineChecks:
     """Structure and profile problems of every line, located by file and line.
 
-    With several workers and a large file the checks start in a process pool as soon as
-    this is entered (before the caller opens a database transaction, so no worker is
-    forked holding one) and ``problems()`` waits for them; otherwise ``problems()``
-    checks the lines itself.
+    With several workers and a large file the segments' checks start in a process pool as
+    soon as this is entered (before the caller opens a database transaction, so no worker
+    is forked holding one); each worker reads its segment from the file itself, and
+    ``problems()`` waits for them. Otherwise ``problems()`` checks the segments itself.
     """
 
-    def __init__(self, lines: list[SourceLine], *, workers: int) -> None:
-        self.lines = lines
-        self.parallel = workers > 1 and len(lines) >= PARALLEL_FROM
+    def __init__(self, found: Scan, *, workers: int) -> None:
+        self.found = found
+        self.parallel = workers > 1 and found.total >= PARALLEL_FROM
         self.workers = workers
         self.pool: ProcessPoolExecutor | None = None
         self.pending: list[Future] = []
+        self.answer: list[Problem] | None = None
 
     def __enter__(self) -> LineChecks:
         if self.parallel:
-            _warm_models(self.lines)
-            work = [(line.where, line.raw) for line in self.lines]
+            for resource in self.found.samples.values():  # load each type's model before the fork
+                line_problems("", resource)
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
             self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-            size = max(200, len(work) // (self.workers * 8))
-            self.pending = [self.pool.submit(_check_chunk, part) for part in chunks(work, size)]
+            self.pending = [self.pool.submit(check_segment, segment) for segment in self.found.segments]
         return self
 
     def problems(self) -> list[Problem]:
-        if not self.parallel:
-            return [p for line in self.lines for p in line_problems(line.where, line.resource)]
-        return [p for future in self.pending for p in future.result()]
+        if self.answer is None:
+            parts = ([future.result() for future in self.pending] if self.parallel
+                     else [check_segment(segment) for segment in self.found.segments])
+            self.answer = [p for part in parts for p in part]
+        return self.answer
 
     def __exit__(self, *_: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+
+
+def check_segment(segment: Segment) -> list[Problem]:
+    """The problems of a segment's lines, read from its file (in a worker, or in process)."""
+    problems: list[Problem] = []
+    end = segment.first + segment.count
+    for number, _, raw in _lines_of(segment.path, segment.offset, segment.first):
+        if number >= end:
+            break
+        if raw.strip() and number not in segment.skip:
+            problems.extend(line_problems(f"{segment.path.name} line {number}", orjson.loads(raw)))
+    return problems
 
 
 def line_problems(where: str, resource: dict) -> list[Problem]:
@@ -209,25 +294,14 @@ def line_problems(where: str, resource: dict) -> list[Problem]:
     return []
 
 
-def _check_chunk(chunk: list[tuple[str, bytes]]) -> list[Problem]:
-    return [p for where, raw in chunk for p in line_problems(where, orjson.loads(raw))]
-
-
-def _warm_models(lines: list[SourceLine]) -> None:
-    """Load each resource type's model before the pool forks, so no worker loads it again."""
-    firsts = {line.resource["resourceType"]: line.resource for line in lines}
-    for resource in firsts.values():
-        line_problems("", resource)
-
-
 # ---------------------------------------------------------------- loading
 
-def load(hub: Hub, lines: list[SourceLine], *, source: str, approve: Callable[[], None]) -> ImportResult:
-    """Write the lines (new resources in batches, changed ones as new versions) in one
+def load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) -> ImportResult:
+    """Stream the lines (new resources in batches, changed ones as new versions) into one
     transaction that commits only if ``approve()`` returns, which waits for the lines'
     checks. A line the checks refuse may break the writing first: the refusal is raised."""
     try:
-        return _load(hub, lines, source=source, approve=approve)
+        return _load(hub, found, source=source, approve=approve)
     except Refused:
         raise
     except Exception:
@@ -235,35 +309,102 @@ def load(hub: Hub, lines: list[SourceLine], *, source: str, approve: Callable[[]
         raise
 
 
-def _load(hub: Hub, lines: list[SourceLine], *, source: str, approve: Callable[[], None]) -> ImportResult:
+def _load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) -> ImportResult:
     now = hub.clock()
-    result = ImportResult(lines=len(lines))
-    ids = {(ln.resource["resourceType"], ln.resource["id"]): hub_id(source, *_key(ln.resource)) for ln in lines}
-    ordered = sorted(lines, key=lambda ln: LOAD_FIRST.get(ln.resource["resourceType"], 2))
+    result = ImportResult(lines=found.good)
     with write_transaction(hub.engine) as conn:
-        mapping = {f"{t}/{sid}": f"{t}/{hid}" for (t, sid), hid in ids.items()}
-        mapping.update(_stored_targets(conn, lines, ids, source))
-        resources = [_prepared(ln.resource, ids, mapping, source) for ln in ordered]
-        stored = _stored_contents(conn, resources)
-        writer = BatchWriter(conn, hub.store, now)
-        fresh = [r for r in resources if (r["resourceType"], r["id"]) not in stored]
-        for part in chunks(fresh, WRITE_BATCH):
-            for resource in part:
-                stamp(resource, version=1, now=now)
-            writer.write(part)
-        for resource in resources:
-            result.types[resource["resourceType"]] = result.types.get(resource["resourceType"], 0) + 1
-            before = stored.get((resource["resourceType"], resource["id"]))
-            if before is None:
-                result.created += 1
-            elif _same(before, resource):
-                result.unchanged += 1
-            else:
-                hub.store.update(conn, resource["resourceType"], resource["id"], resource, now=now)
-                result.updated += 1
+        batches = Batches(conn, BatchWriter(conn, hub.store, now), References(conn, found), result)
+        resources = _in_load_order(found)
+        for batch in iter(lambda: [r for _, r in zip(range(WRITE_BATCH), resources)], []):
+            batches.load(hub, batch, source=source, now=now)
+        if sum(result.types.values()) != found.good:
+            raise Refused("the files changed while they were being imported; nothing was loaded")
         approve()
     analyze(hub.engine)
     return result
+
+
+def _in_load_order(found: Scan) -> Iterator[dict]:
+    """Every good line's resource: Organizations and Practitioners, then Patients, then
+    the rest, each group in file order (one pass over the files per group)."""
+    for rank in sorted(found.ranks):
+        for path in found.paths:
+            for _, _, raw in _lines_of(path):
+                resource = orjson.loads(raw) if raw.strip() else None
+                if resource is not None and _rank(resource) == rank:
+                    yield resource
+
+
+@dataclass
+class Batches:
+    """Writes the import a batch at a time: new resources through ``batchwrite``, changed
+    ones through the ordinary update, unchanged ones not at all."""
+
+    conn: Connection
+    writer: BatchWriter
+    references: References
+    result: ImportResult
+
+    def load(self, hub: Hub, batch: list[dict], *, source: str, now: datetime) -> None:
+        mapping = self.references.mapping(batch)
+        resources = [_prepared(resource, mapping, source) for resource in batch]
+        stored = _stored_contents(self.conn, resources)
+        fresh = [r for r in resources if _key(r) not in stored]
+        for resource in fresh:
+            stamp(resource, version=1, now=now)
+        self.writer.write(fresh)
+        self.result.created += len(fresh)
+        for resource in resources:
+            self.result.types[resource["resourceType"]] = self.result.types.get(resource["resourceType"], 0) + 1
+            before = stored.get(_key(resource))
+            if before is None:
+                continue
+            if _same(before, resource):
+                self.result.unchanged += 1
+            else:
+                hub.store.update(self.conn, resource["resourceType"], resource["id"], resource, now=now)
+                self.result.updated += 1
+
+
+class References:
+    """Where each literal reference of the import points in the hub: to a resource of the
+    import itself, or to one an earlier import of the same source stored."""
+
+    def __init__(self, conn: Connection, found: Scan) -> None:
+        self.conn = conn
+        self.found = found
+        self.stored: dict[str, str | None] = {}  # outside references already looked up
+
+    def mapping(self, batch: list[dict]) -> dict[str, str]:
+        """Source reference -> hub reference, for every reference of ``batch`` that has one."""
+        mapping: dict[str, str] = {}
+        outside: dict[str, dict[str, str]] = {}
+        for ref in {ref for resource in batch for ref in _references(resource)}:
+            match = _LITERAL.match(ref)
+            if not match:
+                continue
+            target = _hub_uuid(self.found.source, match[1], match[2])
+            if target.bytes in self.found.places:
+                mapping[ref] = f"{match[1]}/{target}"
+            elif ref in self.stored:
+                if self.stored[ref] is not None:
+                    mapping[ref] = self.stored[ref]
+            else:
+                outside.setdefault(match[1], {})[str(target)] = ref
+        for ref in self._look_up(outside):
+            mapping[ref] = self.stored[ref]
+        return mapping
+
+    def _look_up(self, outside: dict[str, dict[str, str]]) -> list[str]:
+        """Look ``outside`` references up in the hub, remembering the answers; those found."""
+        found: list[str] = []
+        for rtype, by_hub_id in outside.items():
+            self.stored.update(dict.fromkeys(by_hub_id.values()))
+            for part in chunks(sorted(by_hub_id), IN_CHUNK):
+                for hid in self.conn.execute(select(R.c.id).where(R.c.resource_type == rtype, R.c.id.in_(part))).scalars():
+                    self.stored[by_hub_id[hid]] = f"{rtype}/{hid}"
+                    found.append(by_hub_id[hid])
+        return found
 
 
 def analyze(engine: Engine) -> None:
@@ -286,27 +427,11 @@ def _key(resource: dict) -> tuple[str, str]:
     return resource["resourceType"], resource["id"]
 
 
-def _prepared(resource: dict, ids: dict[tuple[str, str], str], mapping: dict[str, str], source: str) -> dict:
+def _prepared(resource: dict, mapping: dict[str, str], source: str) -> dict:
     prepared = rewrite_references(resource, mapping)
-    prepared["id"] = ids[_key(resource)]
+    prepared["id"] = hub_id(source, *_key(resource))
     prepared["meta"] = {**(resource.get("meta") or {}), "source": f"urn:emr:facility:{source}"}
     return prepared
-
-
-def _stored_targets(conn: Connection, lines: list[SourceLine], ids: dict, source: str) -> dict[str, str]:
-    """References to resources outside the files that an earlier import of ``source`` stored."""
-    wanted: dict[str, dict[str, str]] = {}
-    for line in lines:
-        for ref in _references(line.resource):
-            match = _LITERAL.match(ref)
-            if match and (match[1], match[2]) not in ids:
-                wanted.setdefault(match[1], {})[hub_id(source, match[1], match[2])] = ref
-    found: dict[str, str] = {}
-    for rtype, by_hub_id in wanted.items():
-        for part in chunks(sorted(by_hub_id), IN_CHUNK):
-            query = select(R.c.id).where(R.c.resource_type == rtype, R.c.id.in_(part))
-            found.update({by_hub_id[hid]: f"{rtype}/{hid}" for hid in conn.execute(query).scalars()})
-    return found
 
 
 def _references(node: object) -> Iterator[str]:
@@ -322,7 +447,7 @@ def _references(node: object) -> Iterator[str]:
 
 
 def _stored_contents(conn: Connection, resources: list[dict]) -> dict[tuple[str, str], dict]:
-    """The stored content of every resource of the import that the hub already holds ({} if deleted)."""
+    """The stored content of every resource of the batch that the hub already holds ({} if deleted)."""
     by_type: dict[str, list[str]] = {}
     for resource in resources:
         by_type.setdefault(resource["resourceType"], []).append(resource["id"])
