@@ -218,3 +218,17 @@ def test_a_file_that_changes_during_the_import_loads_nothing(client, tmp_path, m
     with pytest.raises(InvalidInput, match="changed while it was being imported; nothing was loaded"):
         bulk.import_files(hub, [path], source="27001")
     assert count(hub, ResourceRow) == resources_before
+
+
+@pytest.mark.parametrize("order", ["results before their patients", "patients first"])
+def test_patients_load_before_the_results_that_name_them_whatever_the_file_order(client, tmp_path, monkeypatch,
+                                                                                  order):
+    """A result's national ID comes from its Patient, so Patients are written first:
+    in one pass when the file already has them first, in a pass per group otherwise."""
+    monkeypatch.setattr(bulk, "WRITE_BATCH", 2)
+    hub = client.app.state.hub
+    lines = facility_lines()
+    lines = lines[::-1] if order.startswith("results") else sorted(lines, key=lambda ln: ln["resourceType"] != "Patient")
+    bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001")
+    for nid in NIDS:
+        assert count(hub, ResultFact, national_id=nid) == 2

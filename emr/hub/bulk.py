@@ -106,11 +106,7 @@ def check_source(hub: Hub, source: str) -> None:
 
 def hub_id(source: str, resource_type: str, source_id: str) -> str:
     """The stable hub id of one source resource: the same file always maps to the same ids."""
-    return str(_hub_uuid(source, resource_type, source_id))
-
-
-def _hub_uuid(source: str, resource_type: str, source_id: str) -> uuid.UUID:
-    return uuid.uuid5(IMPORT_NAMESPACE, f"{source}|{resource_type}|{source_id}")
+    return str(uuid.uuid5(IMPORT_NAMESPACE, f"{source}|{resource_type}|{source_id}"))
 
 
 # ---------------------------------------------------------------- the first pass
@@ -128,7 +124,7 @@ class Segment:
 
 @dataclass
 class Scan:
-    """What the first pass learns: every resource's hub id and place, the problems it can
+    """What the first pass learns: every resource's key and place, the problems it can
     see without a model (not JSON, no id, a duplicate), and the segments to check."""
 
     paths: list[Path]
@@ -136,8 +132,9 @@ class Scan:
     total: int = 0  # non-blank lines
     good: int = 0
     problems: list[Problem] = field(default_factory=list)
-    places: dict[bytes, int] = field(default_factory=dict)  # hub uuid bytes -> packed place of its line
+    places: dict[str, int] = field(default_factory=dict)  # "Type/source id" -> packed place of its line
     ranks: set[int] = field(default_factory=set)
+    in_load_order: bool = True  # no line loads before a line above it (Patients before results…)
     samples: dict[str, dict] = field(default_factory=dict)  # the first resource of each type
     segments: list[Segment] = field(default_factory=list)
     stamps: list[tuple[int, int]] = field(default_factory=list)  # each file's size and mtime at the scan
@@ -173,7 +170,7 @@ def _scan_line(found: Scan, segment: Segment, place: int, raw: bytes) -> None:
     found.total += 1
     resource, problem = _parse(raw)
     if problem is None:
-        key = _hub_uuid(found.source, resource["resourceType"], resource["id"]).bytes
+        key = f"{resource['resourceType']}/{resource['id']}"
         if key in found.places:
             problem = f"{resource['resourceType']}/{resource['id']} is also on {found.where(found.places[key])}"
         else:
@@ -183,7 +180,9 @@ def _scan_line(found: Scan, segment: Segment, place: int, raw: bytes) -> None:
         segment.skip.add(place & ((1 << _LINE_BITS) - 1))
         return
     found.good += 1
-    found.ranks.add(_rank(resource))
+    rank = _rank(resource)
+    found.in_load_order = found.in_load_order and rank >= max(found.ranks, default=rank)
+    found.ranks.add(rank)
     found.samples.setdefault(resource["resourceType"], resource)
 
 
@@ -326,12 +325,13 @@ def _load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) ->
 
 def _in_load_order(found: Scan) -> Iterator[dict]:
     """Every good line's resource: Organizations and Practitioners, then Patients, then
-    the rest, each group in file order (one pass over the files per group)."""
-    for rank in sorted(found.ranks):
+    the rest, each group in file order (one pass over the files per group, or a single
+    pass when the files are already in that order)."""
+    for rank in [None] if found.in_load_order else sorted(found.ranks):
         for path in found.paths:
             for _, _, raw in _lines_of(path):
                 resource = orjson.loads(raw) if raw.strip() else None
-                if resource is not None and _rank(resource) == rank:
+                if resource is not None and rank in (None, _rank(resource)):
                     yield resource
 
 
@@ -383,14 +383,13 @@ class References:
             match = _LITERAL.match(ref)
             if not match:
                 continue
-            target = _hub_uuid(self.found.source, match[1], match[2])
-            if target.bytes in self.found.places:
-                mapping[ref] = f"{match[1]}/{target}"
+            if ref in self.found.places:
+                mapping[ref] = f"{match[1]}/{hub_id(self.found.source, match[1], match[2])}"
             elif ref in self.stored:
                 if self.stored[ref] is not None:
                     mapping[ref] = self.stored[ref]
             else:
-                outside.setdefault(match[1], {})[str(target)] = ref
+                outside.setdefault(match[1], {})[hub_id(self.found.source, match[1], match[2])] = ref
         for ref in self._look_up(outside):
             mapping[ref] = self.stored[ref]
         return mapping
