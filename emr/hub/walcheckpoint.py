@@ -40,6 +40,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
 
+from emr.hub.writerqueue import WriterQueue
+
 # Write transactions between background checkpoints: a visit Bundle adds about 100 pages
 # to the log and a single write about 40, so this is near SQLite's own 1,000 pages.
 CHECKPOINT_EVERY = 10
@@ -66,14 +68,17 @@ class Checkpointer:
     engine: Engine
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _open: threading.Event = field(default_factory=_opened)  # cleared while the log starts over
+    _writers: WriterQueue = field(default_factory=WriterQueue)
     _commits: int = 0
     _running: bool = False
 
     @contextmanager
     def writing(self) -> Iterator[None]:
-        """Around one write transaction: held back while the log starts over, counted once it commits."""
+        """Around one write transaction: held back while the log starts over, then in turn
+        with this process's other writers (``writerqueue``), counted once it commits."""
         self._open.wait(_GATE_WAIT_SECONDS)
-        yield
+        with self._writers.turn():
+            yield
         self.committed()
 
     def committed(self) -> None:
