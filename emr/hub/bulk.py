@@ -31,7 +31,7 @@ import uuid
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime
+from itertools import islice
 from pathlib import Path
 
 import orjson
@@ -73,7 +73,7 @@ def import_files(hub: Hub, paths: Iterable[Path], *, source: str, workers: int =
     with LineChecks(found, workers=workers) as checks:
         if found.problems:
             raise refusal(found.problems + checks.problems(), found)
-        return load(hub, found, source=source, approve=lambda: _approve(checks, found))
+        return load(hub, found, approve=lambda: _approve(checks, found))
 
 
 def _approve(checks: LineChecks, found: Scan) -> None:
@@ -295,12 +295,12 @@ def line_problems(where: str, resource: dict) -> list[Problem]:
 
 # ---------------------------------------------------------------- loading
 
-def load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) -> ImportResult:
+def load(hub: Hub, found: Scan, *, approve: Callable[[], None]) -> ImportResult:
     """Stream the lines (new resources in batches, changed ones as new versions) into one
     transaction that commits only if ``approve()`` returns, which waits for the lines'
     checks. A line the checks refuse may break the writing first: the refusal is raised."""
     try:
-        return _load(hub, found, source=source, approve=approve)
+        return _load(hub, found, approve=approve)
     except Refused:
         raise
     except Exception:
@@ -308,16 +308,14 @@ def load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) -> 
         raise
 
 
-def _load(hub: Hub, found: Scan, *, source: str, approve: Callable[[], None]) -> ImportResult:
+def _load(hub: Hub, found: Scan, *, approve: Callable[[], None]) -> ImportResult:
     now = hub.clock()
     result = ImportResult(lines=found.good)
     with write_transaction(hub.engine) as conn:
-        batches = Batches(conn, BatchWriter(conn, hub.store, now), References(conn, found), result)
+        batches = Batches(hub, BatchWriter(conn, hub.store, now), References(conn, found), result)
         resources = _in_load_order(found)
-        for batch in iter(lambda: [r for _, r in zip(range(WRITE_BATCH), resources)], []):
-            batches.load(hub, batch, source=source, now=now)
-        if sum(result.types.values()) != found.good:
-            raise Refused("the files changed while they were being imported; nothing was loaded")
+        for batch in iter(lambda: list(islice(resources, WRITE_BATCH)), []):
+            batches.load(batch)
         approve()
     analyze(hub.engine)
     return result
@@ -340,15 +338,16 @@ class Batches:
     """Writes the import a batch at a time: new resources through ``batchwrite``, changed
     ones through the ordinary update, unchanged ones not at all."""
 
-    conn: Connection
+    hub: Hub
     writer: BatchWriter
     references: References
     result: ImportResult
 
-    def load(self, hub: Hub, batch: list[dict], *, source: str, now: datetime) -> None:
+    def load(self, batch: list[dict]) -> None:
+        conn, now = self.writer.conn, self.writer.now
         mapping = self.references.mapping(batch)
-        resources = [_prepared(resource, mapping, source) for resource in batch]
-        stored = _stored_contents(self.conn, resources)
+        resources = [_prepared(resource, mapping, self.references.found.source) for resource in batch]
+        stored = _stored_contents(conn, resources)
         fresh = [r for r in resources if _key(r) not in stored]
         for resource in fresh:
             stamp(resource, version=1, now=now)
@@ -362,7 +361,7 @@ class Batches:
             if _same(before, resource):
                 self.result.unchanged += 1
             else:
-                hub.store.update(self.conn, resource["resourceType"], resource["id"], resource, now=now)
+                self.hub.store.update(conn, resource["resourceType"], resource["id"], resource, now=now)
                 self.result.updated += 1
 
 
