@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 from sqlmodel import SQLModel
@@ -229,6 +229,8 @@ JSON_VALUES = st.recursive(
 
 
 @given(value=JSON_VALUES, depth=st.integers(1, 8), longest=st.integers(1, 400))
+@example(value={"\x08": None}, depth=2, longest=11)  # JSON writes U+0008 as \b, not \u0008
+@example(value=["\x0c"], depth=2, longest=11)  # and U+000C as \f
 @settings(max_examples=300, deadline=None)
 def test_the_quick_body_check_answers_as_the_full_walk(value, depth, longest):
     """With the raw bytes, check_json skips the string work on bodies that cannot hold a long

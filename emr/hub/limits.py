@@ -48,13 +48,17 @@ class Limits:
                    settings.max_search_values, settings.max_search_value_chars)
 
 
+# JSON writes a control character as \u00XX, or as \b or \f (tab, CR and LF are allowed).
+_MAY_HOLD_CONTROL = re.compile(rb"\\u00|\\b|\\f|\x7f")
+
+
 def check_json(value: object, limits: Limits, raw: bytes | None = None) -> None:
     """Raise at the first string or level too many in a parsed body.
 
     With the ``raw`` bytes it was parsed from, a body shorter than the string limit and
-    without a ``\\u00`` escape or a DEL byte cannot hold a long string or a control
-    character, so only its nesting is walked; any problem is located by the full walk."""
-    if raw is not None and len(raw) <= limits.max_string_chars and b"\\u00" not in raw and b"\x7f" not in raw:
+    without a ``\\u00``, ``\\b`` or ``\\f`` escape or a DEL byte cannot hold a long string or
+    a control character, so only its nesting is walked; any problem is located by the full walk."""
+    if raw is not None and len(raw) <= limits.max_string_chars and not _MAY_HOLD_CONTROL.search(raw):
         if _depth(value) <= limits.max_json_depth:
             return
     _walk_json(value, limits)
