@@ -15,7 +15,7 @@ from pathlib import Path
 
 import orjson
 
-from sqlalchemy import select, text
+from sqlalchemy import text
 from sqlmodel import SQLModel
 
 from benchmarks.data import history, people, write_ndjson
@@ -104,16 +104,22 @@ def disk_bytes(url: str) -> int:
 
 
 def table_rows(url: str) -> dict[str, tuple[list[str], list[tuple]]]:
-    """Every row of every hub table: (column names, rows) by table name."""
+    """Every row of every hub table as stored (resource JSON still packed): (column names,
+    rows) by table name."""
     from emr.hub.db import make_engine
 
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            return {t.name: ([c.name for c in t.columns], [tuple(r) for r in conn.execute(select(t))])
-                    for t in SQLModel.metadata.sorted_tables}
+            return {t.name: _stored_rows(conn, t) for t in SQLModel.metadata.sorted_tables}
     finally:
         engine.dispose()
+
+
+def _stored_rows(conn, table) -> tuple[list[str], list[tuple]]:
+    columns = [c.name for c in table.columns]
+    names = ", ".join(f'"{c}"' for c in columns)
+    return columns, [tuple(r) for r in conn.exec_driver_sql(f'SELECT {names} FROM "{table.name}"')]
 
 
 def write_rows(url: str, rows: dict[str, tuple[list[str], list[tuple]]]) -> float:

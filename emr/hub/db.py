@@ -1,6 +1,6 @@
 """The hub's tables and its database engine.
 
-Each resource is kept as the JSON the hub serves (``content``) plus rows in small
+Each resource is kept as the JSON the hub serves (``content``, deflated: ``emr.hub.packed``) plus rows in small
 index tables that hold only what is searched. The index tables point at the
 resource's surrogate key ``pk`` so a search is a join on integers.
 
@@ -17,13 +17,14 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event, select
+from sqlalchemy import BigInteger, Column, Index, Text, UniqueConstraint, event, select, text
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
 from emr.errors import InvalidInput
 from emr.hub import walcheckpoint
+from emr.hub.packed import PackedJSON
 
 
 class ResourceRow(SQLModel, table=True):
@@ -36,7 +37,7 @@ class ResourceRow(SQLModel, table=True):
     version_id: int
     last_updated: str = Field(max_length=40)
     deleted: bool = False
-    content: str = Field(sa_column=Column(Text, nullable=False))
+    content: str = Field(sa_column=Column(PackedJSON, nullable=False))
 
 
 class VersionRow(SQLModel, table=True):
@@ -50,7 +51,7 @@ class VersionRow(SQLModel, table=True):
     last_updated: str = Field(max_length=40)
     method: str = Field(max_length=8)
     deleted: bool = False
-    content: str = Field(sa_column=Column(Text, nullable=False))
+    content: str = Field(sa_column=Column(PackedJSON, nullable=False))
 
 
 class TokenIndex(SQLModel, table=True):
@@ -277,6 +278,22 @@ def open_existing(url: str) -> Engine:
 
 def create_schema(engine: Engine) -> None:
     SQLModel.metadata.create_all(engine)
+    if engine.dialect.name == "postgresql":
+        _content_as_bytes(engine)
+
+
+def _content_as_bytes(engine: Engine) -> None:
+    """A PostgreSQL hub from before packed content keeps its JSON in ``text`` columns; turn them
+    into ``bytea`` holding the same UTF-8, which ``emr.hub.packed`` reads as plain JSON. New
+    writes are packed. (SQLite stores either kind in the same column and needs nothing.)"""
+    with engine.begin() as conn:
+        for table in (ResourceRow.__tablename__, VersionRow.__tablename__):
+            kind = conn.execute(text(
+                "SELECT data_type FROM information_schema.columns WHERE table_schema = current_schema() "
+                "AND table_name = :table AND column_name = 'content'"), {"table": table}).scalar()
+            if kind == "text":
+                conn.exec_driver_sql(f"ALTER TABLE {table} ALTER COLUMN content TYPE bytea "
+                                     "USING convert_to(content, 'UTF8')")
 
 
 @contextmanager

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import bindparam, delete, func, insert, select, tuple_, update
+from sqlalchemy import bindparam, case, delete, func, insert, select, tuple_, type_coerce, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -41,6 +41,7 @@ from emr.hub.db import (
     VersionRow,
 )
 from emr.hub.limits import Limits
+from emr.hub.packed import PackedJSON
 from emr.hub.searchparams import Extracted, extract
 
 ID_RE = re.compile(r"^[A-Za-z0-9\-.]{1,64}$")
@@ -50,9 +51,12 @@ V = VersionRow.__table__
 WriteHook = Callable[[Connection, int, dict, datetime], None]
 # A version row's content is empty while it is the current version: the resource row holds
 # that JSON, and it moves to the version row when a newer version replaces it. Each
-# resource's JSON is stored once, not twice.
+# resource's JSON is stored once, not twice. (Tested by length: a database from before
+# ``emr.hub.packed`` holds the empty marker as text, a newer one as an empty blob.)
 CURRENT = ""
-_VERSION_CONTENT = func.coalesce(func.nullif(V.c.content, CURRENT), R.c.content).label("content")
+_IS_CURRENT = func.length(V.c.content) == 0
+_VERSION_CONTENT = type_coerce(func.coalesce(case((_IS_CURRENT, None), else_=V.c.content), R.c.content),
+                               PackedJSON()).label("content")
 
 
 @dataclass(frozen=True)
@@ -348,7 +352,7 @@ def _not_before(now: datetime, last_updated: str) -> datetime:
 def _keep_previous(conn: Connection, pk: int, version: int) -> None:
     """Before the resource row takes a new version, its current JSON moves to its version row."""
     current = select(R.c.content).where(R.c.pk == pk).scalar_subquery()
-    conn.execute(update(V).where(V.c.resource_pk == pk, V.c.version_id == version, V.c.content == CURRENT)
+    conn.execute(update(V).where(V.c.resource_pk == pk, V.c.version_id == version, _IS_CURRENT)
                  .values(content=current))
 
 
