@@ -202,6 +202,28 @@ def test_small_segments_and_batches_give_the_same_answer(client, tmp_path, monke
         assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{nid}").json()["total"] == 2
 
 
+def test_postgresql_statistics_follow_the_import_as_it_grows(client, tmp_path, monkeypatch):
+    """Inside the import's one transaction the planner's statistics are refreshed each time
+    the rows loaded double (PostgreSQL only), and the import loads the same."""
+    monkeypatch.setattr(bulk, "WRITE_BATCH", 2)
+    monkeypatch.setattr(bulk.PlannerStatistics, "FIRST", 2)
+    refreshed: list[int] = []
+    keep_up = bulk.PlannerStatistics.keep_up
+
+    def counting(self, loaded: int) -> None:
+        before = self.next
+        keep_up(self, loaded)
+        if self.next != before:
+            refreshed.append(loaded)
+    monkeypatch.setattr(bulk.PlannerStatistics, "keep_up", counting)
+    hub = client.app.state.hub
+    result = bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines())], source="27001")
+    assert result.created == 9
+    assert refreshed == ([2, 4, 8] if hub.engine.dialect.name == "postgresql" else [])
+    for nid in NIDS:
+        assert count(hub, ResultFact, national_id=nid) == 2
+
+
 def test_a_file_that_changes_during_the_import_loads_nothing(client, tmp_path, monkeypatch):
     """The checks and the load each read the file; if it changes between them, nothing is loaded."""
     monkeypatch.setattr(bulk, "WRITE_BATCH", 2)
