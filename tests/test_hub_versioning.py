@@ -110,7 +110,8 @@ def test_every_version_reads_back_after_updates_deletion_and_return(open_client)
     for family in ("Hai", "Ba"):
         assert put(client, f"Patient/{rid}", {**body(family), "id": rid}).status_code == 200
     assert client.delete(f"/fhir/Patient/{rid}").status_code in (200, 204)
-    assert put(client, f"Patient/{rid}", {**body("Năm"), "id": rid}).status_code in (200, 201)
+    restored = put(client, f"Patient/{rid}", {**body("Năm"), "id": rid})
+    assert restored.status_code == 201 and restored.headers["Location"].endswith(f"Patient/{rid}/_history/5")
     for version, family in {"1": "Một", "2": "Hai", "3": "Ba", "5": "Năm"}.items():
         read = client.get(f"/fhir/Patient/{rid}/_history/{version}")
         assert read.status_code == 200 and read.json()["name"][0]["family"] == family, read.text

@@ -185,12 +185,14 @@ class Store:
             if if_match:
                 raise PreconditionFailed(f"{rtype}/{rid} does not exist, so If-Match cannot hold")
             return self._insert(conn, dict(resource), now=now)
-        pk, version, last_updated = current
+        pk, version, last_updated, deleted = current
         if if_match and _etag_version(if_match) != version:
             raise PreconditionFailed(
                 f"{rtype}/{rid} is at version {version}, not {_etag_version(if_match)} (If-Match)",
                 location=f"{rtype}/{rid}")
-        return self._replace(conn, pk, dict(resource), version=version + 1, now=_not_before(now, last_updated))
+        written = self._replace(conn, pk, dict(resource), version=version + 1, now=_not_before(now, last_updated))
+        # FHIR: an update that brings a deleted resource back creates it (201), as for a new id.
+        return Written(written.resource, created=True, status=201) if deleted else written
 
     def conditional_update(self, conn: Connection, rtype: str, criteria: str, resource: dict, *,
                            now: datetime, if_match: str | None = None) -> Written:
@@ -231,7 +233,7 @@ class Store:
         current = _lock_current(conn, rtype, rid)
         if current is None:
             return  # deleting what is not there succeeds (FHIR: 200/204 either way)
-        pk, version, last_updated = current
+        pk, version, last_updated, _ = current
         now = _not_before(now, last_updated)
         _check_write(conn, f"{rtype}/{rid}", pk, None)
         instant = to_fhir_instant(now)
@@ -331,13 +333,14 @@ def _exists(conn: Connection, rtype: str, rid: str) -> bool:
     return conn.execute(select(R.c.pk).where(R.c.resource_type == rtype, R.c.id == rid)).first() is not None
 
 
-def _lock_current(conn: Connection, rtype: str, rid: str) -> tuple[int, int, str] | None:
-    """(pk, version, lastUpdated) of a resource, row-locked until the transaction ends."""
-    query = select(R.c.pk, R.c.version_id, R.c.last_updated).where(R.c.resource_type == rtype, R.c.id == rid)
+def _lock_current(conn: Connection, rtype: str, rid: str) -> tuple[int, int, str, bool] | None:
+    """(pk, version, lastUpdated, deleted) of a resource, row-locked until the transaction ends."""
+    query = select(R.c.pk, R.c.version_id, R.c.last_updated, R.c.deleted).where(
+        R.c.resource_type == rtype, R.c.id == rid)
     if conn.dialect.name == "postgresql":
         query = query.with_for_update()
     row = conn.execute(query).first()
-    return (row.pk, row.version_id, row.last_updated) if row else None
+    return (row.pk, row.version_id, row.last_updated, bool(row.deleted)) if row else None
 
 
 def _not_before(now: datetime, last_updated: str) -> datetime:
