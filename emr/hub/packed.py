@@ -1,10 +1,11 @@
 """How the hub keeps a resource's JSON on disk: deflated against a fixed dictionary.
 
 A stored resource is about 800 bytes of JSON, most of it the same keys and code-system
-URIs in every resource of its type. Deflate on its own saves little on text this short
-(it has not yet seen the repeats); given those repeats as a preset dictionary, an
-Observation shrinks from about 850 bytes to about 150, and the rows read back are the
-very bytes that were written.
+URIs in every resource of its type. Deflate on its own little more than halves text this
+short (it meets each repeat for the first time); given those repeats as a preset
+dictionary, an Observation shrinks from about 850 bytes to about 200 (measured: 795 -> 456
+bytes on its own, 177 with the dictionary), and what is read back is exactly the JSON
+that was written.
 
 Stored form: one format byte, then raw deflate of the UTF-8 JSON against ``DICTIONARY``.
 An empty value stays empty: the version table uses it to mean "the current version's
