@@ -120,3 +120,11 @@ def test_every_version_reads_back_after_updates_deletion_and_return(open_client)
     shown = [(e["request"]["method"], (e.get("resource") or {}).get("name", [{}])[0].get("family"))
              for e in history["entry"]]
     assert shown == [("PUT", "Năm"), ("DELETE", None), ("PUT", "Ba"), ("PUT", "Hai"), ("POST", "Một")]
+
+
+def test_deleting_a_deleted_resource_again_changes_nothing(open_client):
+    rid = put(open_client, f"Patient?{MRN_QUERY}", body()).json()["id"]
+    for _ in range(2):
+        assert open_client.delete(f"/fhir/Patient/{rid}").status_code in (200, 204)
+    history = open_client.get(f"/fhir/Patient/{rid}/_history").json()
+    assert [e["request"]["method"] for e in history["entry"]] == ["DELETE", "POST"]

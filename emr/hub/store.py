@@ -233,9 +233,11 @@ class Store:
         current = _lock_current(conn, rtype, rid)
         if current is None:
             return  # deleting what is not there succeeds (FHIR: 200/204 either way)
-        pk, version, last_updated, _ = current
-        now = _not_before(now, last_updated)
+        pk, version, last_updated, deleted = current
         _check_write(conn, f"{rtype}/{rid}", pk, None)
+        if deleted:
+            return  # already deleted: it succeeds again and adds no version
+        now = _not_before(now, last_updated)
         instant = to_fhir_instant(now)
         tombstone = {"resourceType": rtype, "id": rid, "meta": {"versionId": str(version + 1), "lastUpdated": instant}}
         _keep_previous(conn, pk, version)
