@@ -1,7 +1,7 @@
 """The hub's tables and its database engine.
 
-Each resource is kept as the JSON the hub serves (``content``, deflated: ``emr.hub.packed``) plus rows in small
-index tables that hold only what is searched. The index tables point at the
+Each resource is kept as the JSON the hub serves (``content``, deflated by
+``emr.hub.packed``) plus rows in small index tables that hold only what is searched. The index tables point at the
 resource's surrogate key ``pk`` so a search is a join on integers.
 
 SQLite (the default) runs in WAL mode with ``synchronous=FULL``; write transactions start with

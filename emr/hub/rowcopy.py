@@ -29,26 +29,15 @@ def write_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
         return
     columns = list(rows[0])
     values = [tuple(row[c] for c in columns) for row in rows]
-    values = _stored_forms(conn, table, columns, values)
+    packed = {i for i, c in enumerate(columns) if isinstance(table.c[c].type, PackedJSON)}
+    if packed:  # resource JSON as an ``insert`` would store it
+        values = [tuple(pack(v) if i in packed else v for i, v in enumerate(row)) for row in values]
     if conn.dialect.name == "postgresql":
         _copy(conn, table, columns, values)
         return
     marks = ", ".join("?" for _ in columns)
     names = ", ".join(f'"{c}"' for c in columns)
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
-
-
-def _stored_forms(conn: Connection, table: Table, columns: list[str], values: list[tuple]) -> list[tuple]:
-    """``values`` as the database keeps them: resource JSON packed (``emr.hub.packed``), as an
-    ``insert`` would pack it."""
-    packed = [i for i, c in enumerate(columns) if isinstance(table.c[c].type, PackedJSON)]
-    if not packed:
-        return values
-    rows = [list(row) for row in values]
-    for i in packed:
-        for row in rows:
-            row[i] = pack(row[i])
-    return [tuple(row) for row in rows]
 
 
 def _copy(conn: Connection, table: Table, columns: list[str], values: list[tuple]) -> None:

@@ -19,8 +19,8 @@ without a pause never leave a PASSIVE checkpoint that moment: each finds frames 
 while it ran, and the log grew by the whole of every write (500 back-to-back creates: a
 76 MiB log). So when a PASSIVE checkpoint has copied a log of ``RESTART_PAGES`` or more in
 full, the checkpointer takes a writer's turn (``writerqueue``), so this engine's new write
-transactions queue behind it, and runs a RESTART checkpoint: it copies the few frames committed since the PASSIVE one, and starts the log over. On
-2,000 back-to-back creates one write in 30 was held back, by about 2 ms at the median, and
+transactions queue behind it, and runs a RESTART checkpoint: it copies the few frames
+committed since the PASSIVE one and starts the log over. On 2,000 back-to-back creates one write in 30 was held back, by about 2 ms at the median, and
 the log stayed under 5.5 MiB. Past ``RESTART_WAIT_MS`` (its busy timeout) SQLite gives the
 RESTART up for a PASSIVE checkpoint, so writers are never held back much longer; the next
 checkpoint tries again. A log that a reader's snapshot still needs cannot start over, so it
@@ -50,6 +50,8 @@ RESTART_PAGES = 1_000
 RESTART_WAIT_MS = 100
 # The size a log file is cut back to when it starts over (``PRAGMA journal_size_limit``).
 WAL_SIZE_LIMIT = 8 * 1024 * 1024
+
+
 @dataclass
 class Checkpointer:
     """Starts a background checkpoint after every ``CHECKPOINT_EVERY`` commits of one engine."""
