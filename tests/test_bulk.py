@@ -254,3 +254,40 @@ def test_patients_load_before_the_results_that_name_them_whatever_the_file_order
     bulk.import_files(hub, [write_ndjson(tmp_path / "f.ndjson", lines)], source="27001")
     for nid in NIDS:
         assert count(hub, ResultFact, national_id=nid) == 2
+
+
+def test_a_database_whose_index_tables_have_row_keys_still_takes_writes(database_url, tmp_path):
+    """Earlier hubs gave each index row a surrogate ``row`` key. Such a database takes
+    resources one at a time and by import, and finds them by national ID."""
+    from sqlalchemy import Column, Integer, MetaData
+
+    from emr.hub.db import INDEX_TABLES, AccessFact, ResourceRow, create_schema, make_engine
+    from tests.conftest import make_client
+
+    older = MetaData()
+    ResourceRow.__table__.to_metadata(older)  # for the foreign keys
+    tables = [model.__table__.to_metadata(older) for model in (*INDEX_TABLES, AccessFact)]
+    for table in tables:
+        table.append_column(Column("row", Integer, primary_key=True, autoincrement=True))
+    engine = make_engine(database_url)
+    create_schema(engine)
+    with engine.begin() as conn:
+        for table in tables:
+            conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
+    older.create_all(engine, tables=tables)
+    engine.dispose()
+    with make_client(database_url) as client:
+        bulk.import_files(client.app.state.hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines(NIDS[:2]))],
+                          source="27001")
+        act_as(client, "27001")
+        one = patient(facility_code="27001", mrn="MRN-9", national_id=NIDS[2], family="Lê", given="Bình",
+                      gender="male", birth_date="1985")
+        assert client.post("/fhir/Patient", content=orjson.dumps(one), headers=HDR).status_code == 201
+        for nid in NIDS:
+            found = client.get(f"/fhir/Patient?identifier={NATIONAL_ID_SYSTEM}|{nid}").json()
+            assert found["total"] == 1, nid
+        assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[1]}").json()["total"] == 2
+        with client.app.state.hub.engine.connect() as conn:
+            unnumbered = conn.exec_driver_sql('SELECT count(*) FROM ix_token WHERE "row" IS NULL').scalar_one()
+        client.app.state.hub.engine.dispose()
+    assert unnumbered == 0

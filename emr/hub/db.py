@@ -54,11 +54,21 @@ class VersionRow(SQLModel, table=True):
     content: str = Field(sa_column=Column(PackedJSON, nullable=False))
 
 
+# The index tables and ``access_fact`` are derived rows, written and read only through
+# SQLAlchemy Core, and have no primary key in the database. A surrogate key would cost
+# PostgreSQL 8 bytes a row and an index of its own (about 300 bytes a resource on B3's
+# data) and serve no query; rows are found by ``resource_pk`` or by the lookup index.
+# The ORM wants some key to map a class, so ``_core_only`` names one that is not unique.
+# (A database from before keeps its ``row`` column, which fills itself.)
+def _core_only(*columns: str) -> dict:
+    return {"primary_key": list(columns)}
+
+
 class TokenIndex(SQLModel, table=True):
     __tablename__ = "ix_token"
     __table_args__ = (Index("ix_token_lookup", "resource_type", "param", "code", "system"),)
+    __mapper_args__ = _core_only("resource_pk", "param")
 
-    row: int | None = Field(default=None, primary_key=True)
     resource_pk: int = Field(foreign_key="resource.pk", index=True)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)
@@ -69,8 +79,8 @@ class TokenIndex(SQLModel, table=True):
 class StringIndex(SQLModel, table=True):
     __tablename__ = "ix_string"
     __table_args__ = (Index("ix_string_lookup", "resource_type", "param", "value"),)
+    __mapper_args__ = _core_only("resource_pk", "param")
 
-    row: int | None = Field(default=None, primary_key=True)
     resource_pk: int = Field(foreign_key="resource.pk", index=True)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)
@@ -83,8 +93,8 @@ class DateIndex(SQLModel, table=True):
 
     __tablename__ = "ix_date"
     __table_args__ = (Index("ix_date_lookup", "resource_type", "param", "low", "high"),)
+    __mapper_args__ = _core_only("resource_pk", "param")
 
-    row: int | None = Field(default=None, primary_key=True)
     resource_pk: int = Field(foreign_key="resource.pk", index=True)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)
@@ -95,8 +105,8 @@ class DateIndex(SQLModel, table=True):
 class ReferenceIndex(SQLModel, table=True):
     __tablename__ = "ix_reference"
     __table_args__ = (Index("ix_reference_lookup", "resource_type", "param", "target_id", "target_type"),)
+    __mapper_args__ = _core_only("resource_pk", "param")
 
-    row: int | None = Field(default=None, primary_key=True)
     resource_pk: int = Field(foreign_key="resource.pk", index=True)
     resource_type: str = Field(max_length=64)
     param: str = Field(max_length=64)
@@ -169,8 +179,8 @@ class AccessFact(SQLModel, table=True):
     which patient it is about: what the access rules read. One row per owner."""
 
     __tablename__ = "access_fact"
+    __mapper_args__ = _core_only("resource_pk", "owner")
 
-    row: int | None = Field(default=None, primary_key=True)
     resource_pk: int = Field(foreign_key="resource.pk", index=True)
     owner: str = Field(default="", max_length=16, index=True)  # facility code; "" for the hub's own
     patient_id: str = Field(default="", max_length=64, index=True)  # "" when about no patient
