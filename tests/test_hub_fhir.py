@@ -329,6 +329,26 @@ def test_performer_logical_reference_is_searchable_by_identifier(client):
     assert client.get(f"/fhir/Observation?performer:identifier={FACILITY_CODE_SYSTEM}|27001").json()["total"] == 1
 
 
+def test_patient_and_subject_are_one_search_kept_once(client):
+    """An Observation's ``patient`` and ``subject`` read the same element: every way of asking
+    by either name finds the result, and the hub keeps one index row for the two."""
+    pid = register(client)["id"]
+    obs = publish(client, pid)["id"]
+    for query in (f"patient={pid}", f"subject=Patient/{pid}", f"subject:Patient={pid}",
+                  f"patient.identifier={NATIONAL_ID_SYSTEM}|{NID}", f"subject:Patient.gender=male"):
+        found = client.get(f"/fhir/Observation?{query}").json()
+        assert [e["resource"]["id"] for e in found["entry"]] == [obs], query
+    for name in ("patient", "subject"):
+        found = client.get(f"/fhir/Observation?_id={obs}&_include=Observation:{name}").json()
+        assert [(e["resource"]["resourceType"], e["search"]["mode"]) for e in found["entry"]] == [
+            ("Observation", "match"), ("Patient", "include")], name
+    with client.app.state.hub.engine.connect() as conn:
+        rows = conn.exec_driver_sql(
+            "SELECT param FROM ix_reference JOIN resource ON resource.pk = ix_reference.resource_pk "
+            f"WHERE resource.id = '{obs}' AND target_type = 'Patient'").scalars().all()
+    assert rows == ["patient"]
+
+
 # ---------------------------------------------------------------- errors
 
 def test_malformed_json(client):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import base64
 import functools
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl
 
@@ -143,10 +143,10 @@ def _include(resource_type: str, value: str) -> tuple[str, str]:
     spec = params_for(source).get(param) if source == resource_type else None
     if spec is None or spec.type != "reference":
         raise UnsupportedSearch(f"_include={value} is not supported for {resource_type}", location="_include")
-    return source, param.split(":")[0]
+    return source, spec.stored
 
 
-def _filter(resource_type: str, known: dict[str, SearchParam], name: str, value: str, *,
+def _filter(resource_type: str, known: Mapping[str, SearchParam], name: str, value: str, *,
             lenient: bool) -> Filter | None:
     head, _, chain = name.partition(".")
     base, _, modifier = head.partition(":")
@@ -206,7 +206,7 @@ def _condition(table, resource_type: str, f: Filter) -> ColumnElement[bool]:
 
 
 def _token(table, resource_type: str, spec: SearchParam, f: Filter) -> ColumnElement[bool]:
-    param = spec.name + (":identifier" if f.modifier == "identifier" else "")
+    param = spec.stored + (":identifier" if f.modifier == "identifier" else "")
     options = [_token_match(value) for value in f.values]
     sub = select(TK.c.resource_pk).where(TK.c.resource_type == resource_type, TK.c.param == param, or_(*options))
     return not_(table.c.pk.in_(sub)) if f.modifier == "not" else table.c.pk.in_(sub)
@@ -232,7 +232,7 @@ def _string(table, resource_type: str, spec: SearchParam, f: Filter) -> ColumnEl
             options.append(ST.c.value.like(f"%{_escape_like(normalise(value))}%", escape="\\"))
         else:
             options.append(ST.c.value.like(f"{_escape_like(normalise(value))}%", escape="\\"))
-    sub = select(ST.c.resource_pk).where(ST.c.resource_type == resource_type, ST.c.param == spec.name, or_(*options))
+    sub = select(ST.c.resource_pk).where(ST.c.resource_type == resource_type, ST.c.param == spec.stored, or_(*options))
     return table.c.pk.in_(sub)
 
 
@@ -245,7 +245,7 @@ def _date(table, resource_type: str, spec: SearchParam, f: Filter) -> ColumnElem
     for value in f.values:
         prefix, text = split_prefix(value)
         options.append(date_rule(prefix, parse_interval(text)))
-    sub = select(DT.c.resource_pk).where(DT.c.resource_type == resource_type, DT.c.param == spec.name, or_(*options))
+    sub = select(DT.c.resource_pk).where(DT.c.resource_type == resource_type, DT.c.param == spec.stored, or_(*options))
     return table.c.pk.in_(sub)
 
 
@@ -268,7 +268,7 @@ def _reference(table, resource_type: str, spec: SearchParam, f: Filter) -> Colum
     if f.modifier == "identifier":
         return _token(table, resource_type, spec, f)
     options = [_reference_match(spec, f.modifier, value) for value in f.values]
-    sub = select(RF.c.resource_pk).where(RF.c.resource_type == resource_type, RF.c.param == spec.name, or_(*options))
+    sub = select(RF.c.resource_pk).where(RF.c.resource_type == resource_type, RF.c.param == spec.stored, or_(*options))
     return table.c.pk.in_(sub)
 
 
@@ -294,7 +294,7 @@ def _chained(table, resource_type: str, spec: SearchParam, f: Filter) -> ColumnE
     inner_filter = Filter(child_name, child_mod, None, f.values)
     targets = select(inner.c.id).where(_where(inner, target_type, [inner_filter]))
     sub = select(RF.c.resource_pk).where(
-        RF.c.resource_type == resource_type, RF.c.param == spec.name,
+        RF.c.resource_type == resource_type, RF.c.param == spec.stored,
         RF.c.target_type == target_type, RF.c.target_id.in_(targets))
     return table.c.pk.in_(sub)
 
@@ -388,7 +388,8 @@ def _sort_expression(query: Query):
         return R.c.last_updated, descending
     if name == "_id":
         return R.c.id, descending
-    low = select(func.min(DT.c.low)).where(DT.c.resource_pk == R.c.pk, DT.c.param == name).scalar_subquery()
+    stored = params_for(query.resource_type)[name].stored
+    low = select(func.min(DT.c.low)).where(DT.c.resource_pk == R.c.pk, DT.c.param == stored).scalar_subquery()
     return func.coalesce(low, literal(MAX_MS)), descending
 
 

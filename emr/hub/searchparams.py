@@ -9,8 +9,10 @@ is walked element by element, and ``effective[x]``-style choices are spelled out
 from __future__ import annotations
 
 import unicodedata
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, replace
+from functools import lru_cache
+from types import MappingProxyType
 from typing import Literal
 
 from emr.fhir.dates import Interval, parse_interval, period_interval
@@ -25,6 +27,7 @@ class SearchParam:
     paths: tuple[str, ...]
     targets: tuple[str, ...] = ()
     doc: str = ""
+    stored: str = ""  # the name its index rows are kept under (see ``params_for``)
 
 
 def _p(name: str, type_: ParamType, *paths: str, targets: tuple[str, ...] = (), doc: str = "") -> SearchParam:
@@ -148,9 +151,19 @@ REGISTRY: dict[str, tuple[SearchParam, ...]] = {
 }
 
 
-def params_for(resource_type: str) -> dict[str, SearchParam]:
-    """Every search parameter of ``resource_type``, by name (common ones included)."""
-    return {p.name: p for p in _COMMON + REGISTRY.get(resource_type, ())}
+@lru_cache(maxsize=64)
+def params_for(resource_type: str) -> Mapping[str, SearchParam]:
+    """Every search parameter of ``resource_type``, by name (common ones included).
+
+    Two parameters that read the same paths with the same targets (an Observation's
+    ``patient`` and ``subject``) would index the same values twice, so their rows are
+    kept once, under the name listed first; ``stored`` says which name that is.
+    """
+    out: dict[str, SearchParam] = {}
+    first: dict[tuple, str] = {}
+    for p in _COMMON + REGISTRY.get(resource_type, ()):
+        out[p.name] = replace(p, stored=first.setdefault((p.type, p.paths, p.targets), p.name))
+    return MappingProxyType(out)
 
 
 # ---------------------------------------------------------------- extraction
@@ -169,7 +182,7 @@ def extract(resource: dict) -> Extracted:
     reads the resource row's own id)."""
     out = Extracted([], [], [], [], [])
     for param in params_for(resource.get("resourceType", "")).values():
-        if param.name == "_id":
+        if param.name == "_id" or param.stored != param.name:
             continue
         for path in param.paths:
             for value in walk(resource, path):
