@@ -62,6 +62,18 @@ def test_an_audit_event_has_the_balp_shape_and_is_valid_fhir(hub, clock):
         [e["what"] for e in patient_entities]
 
 
+def test_the_accesses_to_one_result_are_found_by_its_reference(hub, clock):
+    """The trail names what it touched by versioned reference (Observation/x/_history/1):
+    ``entity`` finds it by the plain reference, and ``patient`` holds only the Patients."""
+    bac_ninh = bearer(hub, clock, "27001")
+    pid = register(hub, bac_ninh, "27001")
+    oid = publish(hub, bac_ninh, pid)
+    hub.get(f"/fhir/Observation/{oid}", headers=bac_ninh)
+    found = events(hub, bac_ninh, f"/fhir/AuditEvent?entity=Observation/{oid}&_sort=date")
+    assert [e["subtype"][0]["code"] for e in found] == ["create", "read"]
+    assert events(hub, bac_ninh, f"/fhir/AuditEvent?patient=Observation/{oid}") == []
+
+
 def test_a_failed_write_leaves_no_success_entry_but_a_failure(hub, clock):
     bach_mai = bearer(hub, clock, "01001")
     pid = register(hub, bach_mai, "01001")

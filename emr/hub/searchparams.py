@@ -245,17 +245,32 @@ def _interval(value: object, path: str) -> Interval | None:
 
 
 def _reference(out: Extracted, param: SearchParam, value: dict) -> None:
+    """A reference is indexed under ``param`` only when it points to one of the param's
+    target types: an AuditEvent's ``patient`` is the ``entity.what`` that is a Patient."""
     ref = value.get("reference")
     if isinstance(ref, str) and "/" in ref and not ref.startswith(("urn:", "#")):
-        target_type, target_id = ref.rstrip("/").split("/")[-2:]
-        out.references.append((param.name, target_type, target_id))
+        target_type, target_id = _literal_target(ref)
+        if _aims_at(param, target_type):
+            out.references.append((param.name, target_type, target_id))
         return
     identifier = value.get("identifier")
     if isinstance(identifier, dict) and identifier.get("value"):
         target_type = value.get("type") or (param.targets[0] if param.targets else "")
-        out.logical_references.append(
-            (param.name, target_type, identifier.get("system") or "", identifier["value"])
-        )
+        if _aims_at(param, target_type):
+            out.logical_references.append(
+                (param.name, target_type, identifier.get("system") or "", identifier["value"]))
+
+
+def _literal_target(ref: str) -> tuple[str, str]:
+    """(type, id) of a relative or absolute reference, versioned (``…/_history/2``) or not."""
+    parts = ref.rstrip("/").split("/")
+    if len(parts) >= 4 and parts[-2] == "_history":
+        parts = parts[:-2]
+    return parts[-2], parts[-1]
+
+
+def _aims_at(param: SearchParam, target_type: str) -> bool:
+    return not param.targets or target_type in param.targets
 
 
 def normalise(text: str) -> str:
