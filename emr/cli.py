@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -16,6 +16,9 @@ from rich.console import Console
 from emr.config import Settings
 from emr.errors import EmrError, InvalidInput
 from emr.reports import FORMATS as REPORT_FORMATS
+
+if TYPE_CHECKING:
+    from emr.hub.reindex import ReindexResult
 
 app = typer.Typer(help="Vietnam EMR interoperability simulator: coordination hub, result reuse, referral scenarios.",
                   no_args_is_help=True, add_completion=False)
@@ -96,6 +99,42 @@ def import_(
     kinds = ", ".join(f"{n} {t}" for t, n in sorted(result.types.items()))
     out_console.print(f"{result.lines} resources from {source} ({kinds}): {result.created} new, "
                       f"{result.updated} changed, {result.unchanged} already stored; {seconds:.1f} s", highlight=False)
+
+
+@app.command()
+def reindex(
+    db: Annotated[str | None, typer.Option(help="Database URL of the hub (default: EMR_DATABASE_URL or sqlite:///emr-hub.db)")] = None,
+    lang: Annotated[str, typer.Option(help="Language of the summary: vi or en")] = "vi",
+) -> None:
+    """Derive every search index row again from the stored resources (after an upgrade; on a quiet hub)."""
+    import time
+
+    from emr.hub.db import create_schema, open_existing
+    from emr.hub.reindex import reindex as rebuild
+
+    chosen = _lang(lang)
+    started = time.perf_counter()
+    try:
+        engine = open_existing(db or Settings().database_url)
+        try:
+            create_schema(engine)
+            result = rebuild(engine)
+        finally:
+            engine.dispose()
+    except EmrError as error:
+        _fail(error)
+    out_console.print(_reindexed(result, time.perf_counter() - started, chosen), highlight=False)
+
+
+def _reindexed(result: ReindexResult, seconds: float, lang: str) -> str:
+    from emr.reports.labels import fmt_int, fmt_number
+
+    rows = ", ".join(f"{kind.removeprefix('ix_')} {fmt_int(n, lang)}" for kind, n in sorted(result.rows.items()))
+    resources, total = fmt_int(result.resources, lang), fmt_int(sum(result.rows.values()), lang)
+    if lang == "vi":
+        return (f"Đã dựng lại chỉ mục tìm kiếm của {resources} tài nguyên: {total} dòng ({rows}); "
+                f"{fmt_number(seconds, lang)} giây")
+    return f"Rebuilt the search index of {resources} resources: {total} rows ({rows}); {fmt_number(seconds, lang)} s"
 
 
 @app.command()

@@ -16,6 +16,8 @@ from emr.fhir.builders import lab_observation, patient
 from emr.hub import bulk
 from emr.hub.db import PersonRow, ResourceRow, ResultFact
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
+from tests.conftest import make_client
+from tests.older_schema import with_row_keys
 
 HDR = {"Content-Type": "application/fhir+json"}
 HBA1C, GLUCOSE = "4548-4", "2345-7"
@@ -259,23 +261,7 @@ def test_patients_load_before_the_results_that_name_them_whatever_the_file_order
 def test_a_database_whose_index_tables_have_row_keys_still_takes_writes(database_url, tmp_path):
     """Earlier hubs gave each index row a surrogate ``row`` key. Such a database takes
     resources one at a time and by import, and finds them by national ID."""
-    from sqlalchemy import Column, Integer, MetaData
-
-    from emr.hub.db import INDEX_TABLES, AccessFact, ResourceRow, create_schema, make_engine
-    from tests.conftest import make_client
-
-    older = MetaData()
-    ResourceRow.__table__.to_metadata(older)  # for the foreign keys
-    tables = [model.__table__.to_metadata(older) for model in (*INDEX_TABLES, AccessFact)]
-    for table in tables:
-        table.append_column(Column("row", Integer, primary_key=True, autoincrement=True))
-    engine = make_engine(database_url)
-    create_schema(engine)
-    with engine.begin() as conn:
-        for table in tables:
-            conn.exec_driver_sql(f'DROP TABLE "{table.name}"')
-    older.create_all(engine, tables=tables)
-    engine.dispose()
+    with_row_keys(database_url)
     with make_client(database_url) as client:
         bulk.import_files(client.app.state.hub, [write_ndjson(tmp_path / "f.ndjson", facility_lines(NIDS[:2]))],
                           source="27001")

@@ -405,18 +405,23 @@ def index_rows(pk: int, resource: dict, resolve: LogicalResolver,
     found = found or extract(resource)
     base = {"resource_pk": pk, "resource_type": rtype}
     tokens = [{**base, "param": p, "system": s[:255], "code": c[:255]} for p, s, c in found.tokens]
-    refs = [{**base, "param": p, "target_type": t[:64], "target_id": i[:64]} for p, t, i in found.references]
+    refs = [reference_row(pk, rtype, p, t, i) for p, t, i in found.references]
     for param, target_type, system, value in found.logical_references:
         tokens.append({**base, "param": f"{param}:identifier", "system": system[:255], "code": value[:255]})
         target_id = resolve(target_type, system, value)
         if target_id:
-            refs.append({**base, "param": param, "target_type": target_type, "target_id": target_id})
+            refs.append(reference_row(pk, rtype, param, target_type, target_id))
     return {
         TokenIndex: tokens,
         StringIndex: [{**base, "param": p, "value": v, "raw": r} for p, v, r in found.strings],
         DateIndex: [{**base, "param": p, "low": i.low, "high": i.high} for p, i in found.dates],
         ReferenceIndex: refs,
     }
+
+
+def reference_row(pk: int, rtype: str, param: str, target_type: str, target_id: str) -> dict:
+    return {"resource_pk": pk, "resource_type": rtype, "param": param, "target_type": target_type[:64],
+            "target_id": target_id[:64]}
 
 
 def _write_indexes(conn: Connection, pk: int, resource: dict) -> None:
