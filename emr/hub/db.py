@@ -8,7 +8,8 @@ SQLite (the default) runs in WAL mode with ``synchronous=FULL``; write transacti
 ``BEGIN IMMEDIATE`` so two writers never deadlock upgrading a read lock, and a busy
 writer waits instead of failing. The WAL reaches the database file in background
 checkpoints (``emr.hub.walcheckpoint``), not inside a request. PostgreSQL uses row locks (``SELECT … FOR UPDATE``)
-where SQLite relies on its single writer.
+where SQLite relies on its single writer, and its planner statistics are refreshed as the
+hub writes (``emr.hub.plannerstats``).
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
 from emr.errors import InvalidInput
-from emr.hub import walcheckpoint
+from emr.hub import plannerstats, walcheckpoint
 from emr.hub.packed import PackedJSON
 
 
@@ -236,7 +237,10 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    if engine.dialect.name == "postgresql":
+        plannerstats.attach(engine)
+    return engine
 
 
 def _sqlite_engine(url: str) -> Engine:
@@ -323,6 +327,7 @@ def write_transaction(engine: Engine) -> Iterator[Connection]:
         finally:
             conn.info.pop(BEFORE_COMMIT, None)
             conn.info.pop(TRANSACTION_STATE, None)
+    plannerstats.committed(engine)
 
 
 BEFORE_COMMIT = "emr_before_commit"
