@@ -17,12 +17,11 @@ lock that readers or writers wait for.
 
 from __future__ import annotations
 
-import threading
-from dataclasses import dataclass, field
-
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel
+
+from emr.hub.commitcount import EveryNCommits
 
 CHECK_EVERY = 20  # write transactions between two looks at the statistics
 BASE_THRESHOLD, SCALE = 50, 0.1  # autovacuum_analyze_threshold and _scale_factor's defaults
@@ -30,32 +29,6 @@ BASE_THRESHOLD, SCALE = 50, 0.1  # autovacuum_analyze_threshold and _scale_facto
 _STALE = text(
     "SELECT relname FROM pg_stat_user_tables WHERE schemaname = current_schema() AND relname = ANY(:tables) "
     "AND n_mod_since_analyze > :base + :scale * GREATEST(n_live_tup - n_mod_since_analyze, 0) ORDER BY relname")
-
-
-@dataclass
-class StatisticsKeeper:
-    engine: Engine
-    _lock: threading.Lock = field(default_factory=threading.Lock)
-    _commits: int = 0
-    _busy: bool = False
-
-    def committed(self) -> None:
-        """Called after each write transaction commits."""
-        with self._lock:
-            self._commits += 1
-            if self._commits < CHECK_EVERY or self._busy:
-                return
-            self._commits, self._busy = 0, True
-        threading.Thread(target=self._refresh, name="emr-planner-statistics", daemon=True).start()
-
-    def _refresh(self) -> None:
-        try:
-            refresh(self.engine)
-        except Exception:  # noqa: BLE001, S110 - a later look tries again; plans are only slower meanwhile
-            pass
-        finally:
-            with self._lock:
-                self._busy = False
 
 
 def refresh(engine: Engine) -> list[str]:
@@ -71,10 +44,11 @@ def refresh(engine: Engine) -> list[str]:
 
 def committed(engine: Engine) -> None:
     """After a write transaction on ``engine`` commits (nothing on an engine without a keeper)."""
-    keeper: StatisticsKeeper | None = getattr(engine, "emr_statistics", None)
+    keeper: EveryNCommits | None = getattr(engine, "emr_statistics", None)
     if keeper is not None:
         keeper.committed()
 
 
 def attach(engine: Engine) -> None:
-    engine.emr_statistics = StatisticsKeeper(engine)  # type: ignore[attr-defined]
+    engine.emr_statistics = EveryNCommits(  # type: ignore[attr-defined]
+        CHECK_EVERY, lambda: refresh(engine), "emr-planner-statistics")

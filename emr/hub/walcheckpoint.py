@@ -31,7 +31,6 @@ larger than that (by an import, say) back to it when the log starts over.
 from __future__ import annotations
 
 import sqlite3
-import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -39,6 +38,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection, Engine
 
+from emr.hub.commitcount import EveryNCommits
 from emr.hub.writerqueue import WriterQueue
 
 # Write transactions between background checkpoints: a visit Bundle adds about 100 pages
@@ -57,10 +57,11 @@ class Checkpointer:
     """Starts a background checkpoint after every ``CHECKPOINT_EVERY`` commits of one engine."""
 
     engine: Engine
-    _lock: threading.Lock = field(default_factory=threading.Lock)
     _writers: WriterQueue = field(default_factory=WriterQueue)
-    _commits: int = 0
-    _running: bool = False
+    _every: EveryNCommits = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._every = EveryNCommits(CHECKPOINT_EVERY, self._checkpoint, "emr-wal-checkpoint")
 
     @contextmanager
     def writing(self) -> Iterator[None]:
@@ -68,30 +69,16 @@ class Checkpointer:
         log's restart (``writerqueue``), counted once it commits."""
         with self._writers.turn():
             yield
-        self.committed()
-
-    def committed(self) -> None:
-        """Called after each write transaction commits."""
-        with self._lock:
-            self._commits += 1
-            if self._commits < CHECKPOINT_EVERY or self._running:
-                return
-            self._commits, self._running = 0, True
-        threading.Thread(target=self._checkpoint, name="emr-wal-checkpoint", daemon=True).start()
+        self._every.committed()
 
     def _checkpoint(self) -> None:
-        try:
-            if not Path(self.engine.url.database or "").exists():
-                return  # gone (a finished test's folder): connecting would create it anew
-            with self.engine.connect() as conn:
-                _, log, copied = conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-                if log >= RESTART_PAGES and copied == log:  # short of it, a reader still needs the log
-                    self._restart(conn)
-        except Exception:  # noqa: BLE001, S110 - the next one catches up; the log only grows meanwhile
-            pass
-        finally:
-            with self._lock:
-                self._running = False
+        """A failed checkpoint is left to the next one: the log only grows meanwhile."""
+        if not Path(self.engine.url.database or "").exists():
+            return  # gone (a finished test's folder): connecting would create it anew
+        with self.engine.connect() as conn:
+            _, log, copied = conn.connection.driver_connection.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            if log >= RESTART_PAGES and copied == log:  # short of it, a reader still needs the log
+                self._restart(conn)
 
     def _restart(self, conn: Connection) -> None:
         """Copy the rest of the log and start it over, taking a writer's turn so that this
