@@ -33,8 +33,6 @@ from emr.hub.store import R, index_rows, reference_row
 
 BATCH = 2000  # resources read and indexed at a time
 
-Unresolved = tuple[int, str, str, str, str, str]  # pk, type, param, target type, system, value
-
 
 @dataclass
 class ReindexResult:
@@ -43,18 +41,27 @@ class ReindexResult:
 
 
 def reindex(engine: Engine) -> ReindexResult:
-    """Drop every search index row and derive them again from the current resources."""
+    """Drop every search index row and derive them again from the current resources.
+
+    A logical reference (a subject named only by national ID) is resolved in a second pass,
+    once every resource's identifiers are indexed, so that it may name a resource stored
+    after it; the second pass reads the resources again rather than holding what the
+    first found, so memory stays flat however large the hub.
+    """
     result = ReindexResult()
     with write_transaction(engine) as conn:
         tables = [model.__table__ for model in INDEX_TABLES]
         _recreate_without_indexes(conn, tables)
-        unresolved: list[Unresolved] = []
+        logical = 0
         for batch in _current_resources(conn):
-            _index(conn, batch, unresolved, result)
+            logical += _index(conn, batch, result)
         for table in tables:  # before resolving: it looks identifiers up
             for index in sorted(table.indexes, key=lambda i: i.name or ""):
                 index.create(conn)
-        _resolve(conn, unresolved, result)
+        if logical:
+            resolve = CachedResolver(conn)
+            for batch in _current_resources(conn):
+                _resolve(conn, batch, resolve, result)
     analyze(engine)
     return result
 
@@ -77,28 +84,27 @@ def _current_resources(conn: Connection) -> Iterator[list[tuple[int, dict]]]:
         last = rows[-1].pk
 
 
-def _index(conn: Connection, batch: list[tuple[int, dict]], unresolved: list[Unresolved],
-           result: ReindexResult) -> None:
-    """Write a batch's rows. A logical reference is resolved later, once every resource's
-    identifiers are indexed, so that it may name a resource further on."""
+def _index(conn: Connection, batch: list[tuple[int, dict]], result: ReindexResult) -> int:
+    """Write a batch's rows, logical references left unresolved; how many there were."""
     per_table: dict[Table, list[dict]] = {}
+    logical = 0
     for pk, resource in batch:
         found = extract(resource)
+        logical += len(found.logical_references)
         for model, rows in index_rows(pk, resource, lambda *_: None, found).items():
             per_table.setdefault(model.__table__, []).extend(rows)
-        unresolved.extend((pk, resource["resourceType"], *logical) for logical in found.logical_references)
     for table, rows in per_table.items():
         write_rows(conn, table, rows)
         result.rows[table.name] += len(rows)
     result.resources += len(batch)
+    return logical
 
 
-def _resolve(conn: Connection, unresolved: list[Unresolved], result: ReindexResult) -> None:
-    resolve = CachedResolver(conn)
-    rows = [reference_row(pk, rtype, param, target_type, target_id)
-            for pk, rtype, param, target_type, system, value in unresolved
+def _resolve(conn: Connection, batch: list[tuple[int, dict]], resolve: CachedResolver,
+             result: ReindexResult) -> None:
+    rows = [reference_row(pk, resource["resourceType"], param, target_type, target_id)
+            for pk, resource in batch
+            for param, target_type, system, value in extract(resource).logical_references
             if (target_id := resolve(target_type, system, value))]
-    table = ReferenceIndex.__table__
-    for start in range(0, len(rows), BATCH):
-        write_rows(conn, table, rows[start:start + BATCH])
-    result.rows[table.name] += len(rows)
+    write_rows(conn, ReferenceIndex.__table__, rows)
+    result.rows[ReferenceIndex.__tablename__] += len(rows)
