@@ -14,7 +14,7 @@ from tests.conftest import make_client
 
 HDR = {"Content-Type": "application/fhir+json"}
 ANALYZED = text("SELECT relname, last_analyze IS NOT NULL OR last_autoanalyze IS NOT NULL FROM pg_stat_user_tables "
-                "WHERE schemaname = current_schema() AND relname IN ('resource', 'ix_token', 'care_link')")
+                "WHERE schemaname = current_schema() AND relname IN ('resource', 'ix_token', 'result_fact')")
 
 
 def register(client, n: int) -> None:
@@ -39,7 +39,7 @@ def test_the_tables_a_hub_writes_to_are_analyzed_as_they_grow(postgres_url):
         with engine.connect() as conn:
             estimate = conn.execute(text("SELECT reltuples FROM pg_class WHERE oid = 'resource'::regclass")).scalar()
         engine.dispose()
-    assert analyzed == {"resource": True, "ix_token": True, "care_link": False}  # care_link: no writes yet
+    assert analyzed == {"resource": True, "ix_token": True, "result_fact": False}  # no results were written
     assert estimate >= 50
 
 
