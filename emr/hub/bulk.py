@@ -36,8 +36,7 @@ from pathlib import Path
 
 import orjson
 from sqlalchemy import select
-from sqlalchemy.engine import Connection, Engine
-from sqlmodel import SQLModel
+from sqlalchemy.engine import Connection
 
 from emr.errors import EmrError, InvalidInput, Problem
 from emr.fhir import validate_resource
@@ -45,6 +44,7 @@ from emr.hub.batchwrite import IN_CHUNK, BatchWriter, chunks
 from emr.hub.bundles import rewrite_references
 from emr.hub.db import write_transaction
 from emr.hub.http import Hub
+from emr.hub.plannerstats import PlannerStatistics, analyze
 from emr.hub.store import ID_RE, R, stamp
 
 IMPORT_NAMESPACE = uuid.UUID("8c701f47-1ab9-5e29-a9d4-aa6da7914687")  # uuid5(URL, "urn:emr:bulk-import")
@@ -405,50 +405,6 @@ class References:
                     self.stored[by_hub_id[hid]] = f"{rtype}/{hid}"
                     found.append(by_hub_id[hid])
         return found
-
-
-def analyze(engine: Engine) -> None:
-    """Refresh the query planner's statistics after a bulk load.
-
-    Without them SQLite answers a conditional create (``identifier=system|value``) by
-    scanning every resource of the type instead of the identifier index: a cost that
-    grows with the data. The statistics are kept in the database file.
-    """
-    with engine.connect() as conn, conn.begin():
-        if conn.dialect.name == "sqlite":
-            conn.exec_driver_sql("PRAGMA analysis_limit=1000")
-            conn.exec_driver_sql("ANALYZE")
-        else:
-            _analyze_hub_tables(conn)
-
-
-def _analyze_hub_tables(conn: Connection) -> None:
-    """PostgreSQL: only the hub's own tables; a bare ANALYZE would wait on every schema's locks."""
-    conn.exec_driver_sql("ANALYZE " + ", ".join(f'"{table.name}"' for table in SQLModel.metadata.sorted_tables))
-
-
-class PlannerStatistics:
-    """Keeps PostgreSQL's statistics in step with the import's own transaction.
-
-    The import's lookups by (type, id) are planned from statistics taken before it began. In
-    a hub that started empty those say the tables hold almost nothing, and PostgreSQL
-    reads every stored resource of the type for each batch instead of probing the id: the
-    import slows as it grows (60,000 resources: half its time in that one lookup). ANALYZE
-    inside the transaction counts the rows it has written; it runs whenever the rows
-    loaded have doubled, so a few times per import. SQLite probes the index regardless.
-    """
-
-    FIRST = 10_000
-
-    def __init__(self, conn: Connection) -> None:
-        self.conn = conn
-        self.next = self.FIRST
-
-    def keep_up(self, loaded: int) -> None:
-        if self.conn.dialect.name != "postgresql" or loaded < self.next:
-            return
-        _analyze_hub_tables(self.conn)
-        self.next = 2 * loaded
 
 
 def _key(resource: dict) -> tuple[str, str]:

@@ -25,8 +25,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.schema import CreateTable, DropTable
 
 from emr.hub.batchwrite import CachedResolver
-from emr.hub.bulk import analyze
 from emr.hub.db import INDEX_TABLES, ReferenceIndex, write_transaction
+from emr.hub.plannerstats import analyze
 from emr.hub.rowcopy import write_rows
 from emr.hub.searchparams import extract
 from emr.hub.store import R, index_rows, reference_row
