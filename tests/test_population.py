@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+import tracemalloc
 import unicodedata
 from collections import Counter
 from dataclasses import replace
@@ -21,6 +22,7 @@ from emr.sim.population import (
     REGISTRATION_ERROR_KINDS,
     Citizen,
     PopulationTables,
+    Roster,
     corrupt_registration,
     generate_population,
     load_population_tables,
@@ -243,6 +245,53 @@ def test_names_read_family_name_first() -> None:
     assert citizen.full_name == "Nguyễn Văn An"
     assert citizen.given_names == "Văn An"
     assert citizen.age_on(date(2025, 4, 30)) == 39 and citizen.age_on(date(2025, 5, 1)) == 40
+
+
+
+# --- The roster: the population held as columns -----------------------------------------
+@given(seed=st.integers(min_value=0, max_value=2**32), size=st.integers(min_value=0, max_value=60),
+       index=st.integers(min_value=-80, max_value=80))
+def test_a_roster_gives_back_what_was_appended_as_a_list_would(tables, seed, size, index) -> None:
+    rng = random.Random(seed)
+    drawn = list(generate_population(rng, tables=tables, residents={"079": size}, on=ON))
+    # as a clerk typed them too: names and dates the tables never produce, numbers held twice
+    people = drawn + [corrupt_registration(rng, c, rng.choice(REGISTRATION_ERROR_KINDS)) for c in drawn[:5]]
+    roster = Roster(people)
+    assert len(roster) == len(people) and list(roster) == people and roster == people
+    assert roster[index // 3: index] == people[index // 3: index]
+    if -len(people) <= index < len(people):
+        assert roster[index] == people[index]
+    else:
+        with pytest.raises(IndexError):
+            roster[index]
+    assert (roster.duplicate() is None) == (len(drawn) == 0)
+    unique = Roster(drawn)
+    assert all(unique.find(c.national_id) == c for c in drawn) and unique.duplicate() is None
+
+
+def test_a_roster_finds_only_whole_twelve_digit_numbers_it_holds(sample) -> None:
+    assert isinstance(sample, Roster)
+    number = sample[7].national_id
+    assert sample.find(number) == sample[7]
+    for asked in (number[:-1], number + "0", f"{number[:-1]}x", "٠" * 12, "", str(int(number) + 1)):
+        assert sample.find(asked) is None or sample.find(asked).national_id == asked
+    assert sample.duplicate() is None
+    with pytest.raises(InvalidInput, match="12-digit"):
+        Roster([replace(sample[0], national_id="00108501234")])
+
+
+def test_a_roster_holds_a_person_in_under_a_quarter_of_the_memory_of_a_citizen(sample) -> None:
+    """A run keeps its whole population: at a million people, 222 MB as Citizen objects."""
+    tracemalloc.start()
+    try:
+        people = list(sample)  # fresh Citizens, numbers and dates; names shared, as when drawn
+        as_objects = tracemalloc.get_traced_memory()[0]
+        roster = Roster(people)
+        as_columns = tracemalloc.get_traced_memory()[0] - as_objects
+    finally:
+        tracemalloc.stop()
+    assert len(roster) == len(people)
+    assert as_columns / len(people) < 50 and as_columns < as_objects / 4  # 38 and 197 bytes a person
 
 
 # --- Registration errors and the registry ------------------------------------------------

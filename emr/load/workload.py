@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import random
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 
@@ -50,7 +51,7 @@ class Call:
 class Workload:
     facilities: dict[str, Facility]
     tests: dict[str, LabTest]
-    citizens: list[Citizen]
+    citizens: Sequence[Citizen]
     rng: random.Random
     _visits: int = 0
     _ready: list[tuple[str, int]] = field(default_factory=list)  # (facility, citizen) known to the hub

@@ -18,7 +18,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from array import array
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from datetime import date, datetime, time, timedelta
@@ -29,7 +29,7 @@ from emr.fhir.dates import VIETNAM_TZ, to_fhir_instant
 from emr.sim.clock import SimClock
 from emr.sim.hospital import FacilityClient, HubAnswer, HubUnavailable
 from emr.sim.journeys import Visit, plan_journey
-from emr.sim.population import Citizen, PopulationTables, corrupt_registration, generate_population
+from emr.sim.population import Citizen, PopulationTables, Roster, corrupt_registration, generate_population
 from emr.sim.publishing import (
     PerformedTest, consent_entry, decision_entry, patient_entry, result_entries, visit_entries,
 )
@@ -77,7 +77,7 @@ class Arrivals(dict[str, datetime]):
 @dataclass
 class _State:
     world: World
-    citizens: list[Citizen]
+    citizens: Sequence[Citizen]
     clients: dict[str, FacilityClient]
     record: RunRecord
     clock: SimClock
@@ -87,7 +87,7 @@ class _State:
     history: dict[int, dict[str, list[PerformedTest]]] = field(default_factory=dict)
 
 
-def build_population(world: World) -> list[Citizen]:
+def build_population(world: World) -> Roster:
     shares = {code: s.value for code, s in world.scenario.residents.items()}
     counts = apportion(world.patients, shares)
     return generate_population(random.Random(f"{world.seed}:population"), tables=world.tables,
@@ -104,14 +104,14 @@ def apportion(total: int, shares: dict[str, float]) -> dict[str, int]:
     return counts
 
 
-def journey(world: World, citizens: list[Citizen], index: int) -> list[Visit]:
+def journey(world: World, citizens: Sequence[Citizen], index: int) -> list[Visit]:
     """One citizen's visits, from that citizen's own stream: the same whenever it is asked."""
     rng = random.Random(f"{world.seed}:journey:{index}")
     return plan_journey(rng, index=index, citizen=citizens[index], scenario=world.scenario,
                         facilities=world.facilities)
 
 
-def visit_order(world: World, citizens: list[Citizen]) -> array:
+def visit_order(world: World, citizens: Sequence[Citizen]) -> array:
     """The run's visits as sorted 64-bit keys (minute, citizen, visit number), 8 bytes a visit.
 
     Visits are at whole minutes of clinic time (``journeys._clinic_time``), so the key
@@ -125,7 +125,7 @@ def visit_order(world: World, citizens: list[Citizen]) -> array:
     return array("q", keys)
 
 
-def visits_in_order(world: World, citizens: list[Citizen], order: array) -> Iterator[tuple[Visit, bool]]:
+def visits_in_order(world: World, citizens: Sequence[Citizen], order: array) -> Iterator[tuple[Visit, bool]]:
     """Each visit in ``order``, and whether it is the last of its citizen's journey to be played:
     the latest by (time, number), which is the highest number, as a journey's visits
     follow one another in time (``journeys._clinic_time_after``).
@@ -158,7 +158,7 @@ def start_of(world: World) -> datetime:
     return datetime.combine(world.scenario.period.start, time(0), tzinfo=VIETNAM_TZ)
 
 
-def run(world: World, *, clients: dict[str, FacilityClient], citizens: list[Citizen], clock: SimClock,
+def run(world: World, *, clients: dict[str, FacilityClient], citizens: Sequence[Citizen], clock: SimClock,
         delivered: Arrivals, orders: BinaryIO,
         progress: Callable[[int, int], None] | None = None) -> RunRecord:
     """Play the run on ``clock``, writing each ordered test to ``orders`` as it happens.

@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol, runtime_checkable
 
 from emr.errors import InvalidInput
 from emr.identity import NATIONAL_ID_SYSTEM
-from emr.sim.population import Citizen
+from emr.sim.population import Citizen, Roster
 
 Verification = Literal["verified", "mismatch", "unknown"]
 _FULL_DATE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
@@ -42,17 +42,16 @@ class PopulationRegistry:
     """The registry of a simulated population, keyed by personal identification number."""
 
     def __init__(self, citizens: Iterable[Citizen]) -> None:
-        self._citizens: dict[str, Citizen] = {}
-        for citizen in citizens:
-            if citizen.national_id in self._citizens:
-                raise InvalidInput(f"national number {citizen.national_id} is registered twice")
-            self._citizens[citizen.national_id] = citizen
+        self._citizens = citizens if isinstance(citizens, Roster) else Roster(citizens)
+        twice = self._citizens.duplicate()
+        if twice is not None:
+            raise InvalidInput(f"national number {twice} is registered twice")
 
     def __len__(self) -> int:
         return len(self._citizens)
 
     def __contains__(self, national_id: object) -> bool:
-        return national_id in self._citizens
+        return isinstance(national_id, str) and self._citizens.find(national_id) is not None
 
     def verify(self, national_id: str, *, family: str, given: str, birth_date: date | str, sex: str) -> Verification:
         """"unknown" for a number nobody holds; "verified" when every field agrees; else "mismatch".
@@ -60,7 +59,7 @@ class PopulationRegistry:
         ``given`` is the middle and given names together ("Văn An"); ``birth_date`` may
         be a FHIR date string, and only a full "YYYY-MM-DD" date can agree.
         """
-        citizen = self._citizens.get(national_id) if isinstance(national_id, str) else None
+        citizen = self._citizens.find(national_id) if isinstance(national_id, str) else None
         if citizen is None:
             return "unknown"
         agrees = (
