@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import orjson
@@ -49,7 +50,9 @@ class RegisteredClient:
     scopes: tuple[Scope, ...]
     break_glass: bool = True
 
+    @cached_property
     def key_set(self) -> KeySet:
+        """The registered public keys, imported once: every token request is verified against them."""
         return KeySet.import_key_set(self.jwks)
 
 

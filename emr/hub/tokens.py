@@ -108,7 +108,7 @@ class TokenService:
         if client is None:
             raise TokenError("invalid_client", "the assertion's iss is not a registered client", status=401)
         try:
-            token = jwt.decode(assertion, client.key_set(), algorithms=list(ASSERTION_ALGORITHMS))
+            token = jwt.decode(assertion, client.key_set, algorithms=list(ASSERTION_ALGORITHMS))
         except JoseError as error:
             raise TokenError("invalid_client", f"the assertion's signature does not verify against the "
                                                f"client's registered keys ({error.error})", status=401) from error
