@@ -92,6 +92,13 @@ def checking_rate(resources: list[dict], *, at_most: int = 5_000) -> float:
     return len(sample) / (time.perf_counter() - started)
 
 
+def shared_bound(rates: list[float], cores: int) -> float:
+    """Items per second on ``cores`` cores, perfectly shared, of work whose parts each run
+    alone at ``rates`` per second on one core: what a path doing those parts and nothing
+    else could reach at best."""
+    return cores / sum(1 / rate for rate in rates)
+
+
 def peak_rss_mb() -> float:
     """This process's own peak resident memory. Linux carries ``ru_maxrss`` over from the
     parent through fork and exec, so a fresh benchmark process would report the runner's
