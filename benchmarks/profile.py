@@ -1,11 +1,12 @@
-"""``python -m benchmarks.profile [--bench B1|B3] [--size small] [--db sqlite]``: where the time goes.
+"""``python -m benchmarks.profile [--bench B1|B3|B4] [--size small] [--db sqlite]``: where the time goes.
 
 Uvicorn would run the hub in another process (and the TestClient in another thread),
 out of a profiler's sight, so this calls the hub's own functions under pyinstrument
 (the ``bench`` extra): for B1, ``bundles.process(hub, bundle)`` on B1's data and
 Bundles; for B3, ``bulk.import_files`` on B3's file with one worker (a process pool
-would hide the checking from the profiler). Writes ``results/profile-<bench>.txt``
-and prints the time per Bundle or per resource.
+would hide the checking from the profiler). B4's hub works in threads of its own, so
+it is sampled by py-spy instead (``benchmarks.simprofile``). Writes
+``results/profile-<bench>.txt`` and prints the time per Bundle, resource or person.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import orjson
 
 from benchmarks import b1_ingest
 from benchmarks.harness import SIZES, database, preload
+from benchmarks.simprofile import profile_b4
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -77,7 +79,7 @@ def profile_b3(size: str, kind: str, workdir: Path, out: Path) -> float:
     return seconds
 
 
-PROFILES = {"B1": (profile_b1, "Bundle"), "B3": (profile_b3, "resource")}
+PROFILES = {"B1": (profile_b1, "Bundle"), "B3": (profile_b3, "resource"), "B4": (profile_b4, "person")}
 
 
 def main(argv: list[str] | None = None) -> int:
