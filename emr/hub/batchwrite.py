@@ -14,6 +14,7 @@ resource, as it would on the ordinary path.
 
 from __future__ import annotations
 
+import functools
 import uuid
 from collections import defaultdict
 from collections.abc import Iterator
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import orjson
-from sqlalchemy import Table, select
+from sqlalchemy import Select, Table, bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
@@ -119,6 +120,16 @@ class CachedResolver:
         return self.known[key]
 
 
+
+@functools.cache
+def _patient_lookups() -> tuple[Select, Select]:
+    """Patients' national IDs, and their identity statuses, by Patient id: built once, asked per Bundle."""
+    ids = bindparam("ids", expanding=True)
+    national_ids = select(R.c.id, TK.c.code).join(TK, TK.c.resource_pk == R.c.pk).where(
+        R.c.resource_type == "Patient", R.c.id.in_(ids), TK.c.param == "identifier",
+        TK.c.system == NATIONAL_ID_SYSTEM)
+    return national_ids, select(I.c.patient_id, I.c.status).where(I.c.patient_id.in_(ids))
+
 @dataclass
 class CachedLookups:
     """``results.FactLookups`` answered from caches that ``preload`` fills with one query per chunk."""
@@ -133,13 +144,10 @@ class CachedLookups:
         for part in chunks(wanted, IN_CHUNK):
             self.national_ids.update(dict.fromkeys(part))
             self.statuses.update(dict.fromkeys(part))
-            query = select(R.c.id, TK.c.code).join(TK, TK.c.resource_pk == R.c.pk).where(
-                R.c.resource_type == "Patient", R.c.id.in_(part), TK.c.param == "identifier",
-                TK.c.system == NATIONAL_ID_SYSTEM)
-            for patient_id, code in self.conn.execute(query):
+            national_ids, statuses = _patient_lookups()
+            for patient_id, code in self.conn.execute(national_ids, {"ids": part}):
                 self.national_ids[patient_id] = self.national_ids[patient_id] or code
-            query = select(I.c.patient_id, I.c.status).where(I.c.patient_id.in_(part))
-            self.statuses.update(dict(self.conn.execute(query).all()))
+            self.statuses.update(dict(self.conn.execute(statuses, {"ids": part}).all()))
 
     def national_id(self, patient_id: str | None) -> str | None:
         return self.national_ids.get(patient_id) if patient_id else None

@@ -333,13 +333,18 @@ def pks_by_identifier(conn: Connection, wanted: Iterable[tuple[str, str, str]]) 
     for rtype, _, code in found:
         by_type.setdefault(rtype, set()).add(code)
     for rtype, codes in sorted(by_type.items()):
-        query = (select(TK.c.system, TK.c.code, R.c.pk).distinct().join(R, TK.c.resource_pk == R.c.pk)
-                 .where(TK.c.resource_type == rtype, TK.c.param == "identifier", TK.c.code.in_(sorted(codes)),
-                        R.c.deleted.is_(False)).order_by(R.c.pk))
-        for system, code, pk in conn.execute(query):
+        for system, code, pk in conn.execute(_identifiers_lookup(), {"rtype": rtype, "codes": sorted(codes)}):
             if (rtype, system, code) in found:
                 found[(rtype, system, code)].append(pk)
     return found
+
+
+@functools.cache
+def _identifiers_lookup() -> Select:
+    """``pks_by_identifier``'s statement, built once: a Bundle asks it for each type it names."""
+    return (select(TK.c.system, TK.c.code, R.c.pk).distinct().join(R, TK.c.resource_pk == R.c.pk)
+            .where(TK.c.resource_type == bindparam("rtype"), TK.c.param == "identifier",
+                   TK.c.code.in_(bindparam("codes", expanding=True)), R.c.deleted.is_(False)).order_by(R.c.pk))
 
 
 @functools.cache
