@@ -500,3 +500,22 @@ def test_deep_nesting_is_reported_not_raised() -> None:
         nested = {"extension": [nested]}
     problems = check_structure({"resourceType": "Observation", "status": "final", "code": {}, "extension": [nested]})
     assert problems and all(p.location for p in problems)
+
+
+def test_primitives_in_the_wrong_json_type_are_found_at_any_depth_and_in_contained_resources():
+    from emr.fhir.primitives import json_type_problems
+    from emr.fhir.structure import model_class
+
+    observation = {
+        "resourceType": "Observation", "status": "final", "code": {"text": "K"},
+        "valueQuantity": {"value": "4.1", "unit": "mmol/L"},  # a decimal sent as a string
+        "referenceRange": [{"low": {"value": 3.5}}, {"high": {"value": True}}],
+        "contained": [{"resourceType": "Patient", "id": "p", "active": "true", "multipleBirthInteger": 2}],
+        "issued": "2025-03-01T08:00:00+07:00",
+    }
+    found = {(p.location, p.message) for p in json_type_problems(observation, model_class("Observation"))}
+    assert found == {
+        ("Observation.valueQuantity.value", "must be a JSON number, not a string"),
+        ("Observation.referenceRange[1].high.value", "must be a JSON number, not a boolean"),
+        ("Observation.contained[0].active", "must be a JSON boolean (true or false), not a string"),
+    }

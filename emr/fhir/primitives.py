@@ -40,25 +40,24 @@ def _walk(node: dict, model: type, path: str, problems: list[Problem], *, depth:
         many = isinstance(value, list)
         for index, item in enumerate(value if many else (value,)):
             if kind is not None:
-                if not _fits(kind, item):
+                if not _FITS[kind](item):
                     where = f"{path}.{key}" + (f"[{index}]" if many else "")
                     problems.append(Problem(f"must be a JSON {_NAMES[kind]}, not {_json_name(item)}", where, "structure"))
             elif isinstance(item, dict):
                 where = f"{path}.{key}" + (f"[{index}]" if many else "")
-                _walk(item, _resource_model(item) or inner, where, problems, depth=depth + 1)
+                nested = (_resource_model(item) or inner) if "resourceType" in item else inner
+                _walk(item, nested, where, problems, depth=depth + 1)
 
 
 _NAMES = {"bool": "boolean (true or false)", "int": "whole number", "number": "number", "str": "string"}
 
 
-def _fits(kind: str, value: object) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind == "int":
-        return isinstance(value, int) and not isinstance(value, bool)
-    if kind == "number":
-        return isinstance(value, int | float) and not isinstance(value, bool)
-    return isinstance(value, str)
+_FITS = {  # whether a value is of the primitive's JSON kind (bool is a subclass of int)
+    "bool": lambda value: isinstance(value, bool),
+    "int": lambda value: isinstance(value, int) and not isinstance(value, bool),
+    "number": lambda value: isinstance(value, int | float) and not isinstance(value, bool),
+    "str": lambda value: isinstance(value, str),
+}
 
 
 def _json_name(value: object) -> str:
