@@ -120,7 +120,6 @@ class CachedResolver:
         return self.known[key]
 
 
-
 @functools.cache
 def _patient_lookups() -> tuple[Select, Select]:
     """Patients' national IDs, and their identity statuses, by Patient id: built once, asked per Bundle."""
@@ -129,6 +128,7 @@ def _patient_lookups() -> tuple[Select, Select]:
         R.c.resource_type == "Patient", R.c.id.in_(ids), TK.c.param == "identifier",
         TK.c.system == NATIONAL_ID_SYSTEM)
     return national_ids, select(I.c.patient_id, I.c.status).where(I.c.patient_id.in_(ids))
+
 
 @dataclass
 class CachedLookups:

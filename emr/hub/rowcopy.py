@@ -6,8 +6,8 @@ SQLAlchemy's ``insert`` costs more in parameter processing than the database spe
 storing them, so here they go straight to the driver inside the caller's transaction:
 psycopg's ``COPY … FROM STDIN`` (measured: 0.2-0.45 ms for a Bundle's 20 token rows,
 half of a multi-row INSERT's time; fewer than ``COPY_FROM`` rows go in one multi-row
-INSERT instead) or sqlite3's ``executemany`` (one prepared statement, its loop in C). Resource JSON is packed first (``emr.hub.packed``), as an ``insert``
-would pack it.
+INSERT instead) or sqlite3's ``executemany`` (one prepared statement, its loop in C).
+Resource JSON is packed first (``emr.hub.packed``), as an ``insert`` would pack it.
 
 Surrogate keys are reserved before the rows are written (``reserve_pks``), from the
 table's own sequence on PostgreSQL and after the largest key on SQLite, whose single
@@ -22,10 +22,10 @@ from sqlalchemy.engine import Connection
 
 from emr.hub.packed import PackedJSON, pack
 
-# Rows from which PostgreSQL gets them by COPY. Below it one multi-row INSERT is faster, as
-# it costs one round trip where COPY costs several: measured on this project's 2-core machine,
-# 147 against 278 µs for 8 token rows, 258 against 210 µs for 16. An audit entry writes
-# a handful of rows to each table; a visit Bundle, dozens.
+# How many rows for one table PostgreSQL takes by COPY. Fewer go in one multi-row INSERT,
+# one round trip where COPY costs several: on this project's 2-core machine, 147 against
+# 278 µs for 8 token rows, 258 against 210 µs for 16. An audit entry writes a handful of
+# rows to each table; a visit Bundle, dozens.
 COPY_FROM = 12
 
 
