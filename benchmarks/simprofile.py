@@ -93,4 +93,3 @@ def render(shares: Counter[str], people: int, seconds: float) -> str:
              f"(wall time under the sampler), {total:,} busy samples at {RATE}/s", ""]
     lines += [f"{100 * n / total:5.1f}%  {name}" for name, n in shares.most_common()]
     return "\n".join(lines) + "\n"
-

@@ -38,27 +38,25 @@ def write_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     packed = {i for i, c in enumerate(columns) if isinstance(table.c[c].type, PackedJSON)}
     if packed:  # resource JSON as an ``insert`` would store it
         values = [tuple(pack(v) if i in packed else v for i, v in enumerate(row)) for row in values]
+    names = ", ".join(f'"{c}"' for c in columns)
     if conn.dialect.name == "postgresql":
         if len(values) >= COPY_FROM:
-            _copy(conn, table, columns, values)
+            _copy(conn, table, names, values)
         else:
-            _insert_values(conn, table, columns, values)
+            _insert_values(conn, table, names, values)
         return
     marks = ", ".join("?" for _ in columns)
-    names = ", ".join(f'"{c}"' for c in columns)
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
 
 
-def _insert_values(conn: Connection, table: Table, columns: list[str], values: list[tuple]) -> None:
+def _insert_values(conn: Connection, table: Table, names: str, values: list[tuple]) -> None:
     """One multi-row ``INSERT``: a single round trip, where ``COPY`` takes a few."""
-    names = ", ".join(f'"{c}"' for c in columns)
-    row = "(" + ", ".join("%s" for _ in columns) + ")"
+    row = "(" + ", ".join("%s" for _ in values[0]) + ")"
     conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join(row for _ in values)}',
                          tuple(v for r in values for v in r))
 
 
-def _copy(conn: Connection, table: Table, columns: list[str], values: list[tuple]) -> None:
-    names = ", ".join(f'"{c}"' for c in columns)
+def _copy(conn: Connection, table: Table, names: str, values: list[tuple]) -> None:
     cursor = conn.connection.dbapi_connection.cursor()
     try:
         with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:

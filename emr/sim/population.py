@@ -94,7 +94,7 @@ class Roster(Sequence[Citizen]):
 
     def append(self, citizen: Citizen) -> None:
         number = citizen.national_id
-        if not (len(number) == 12 and number.isascii() and number.isdigit()):
+        if not _twelve_digits(number):
             raise InvalidInput(f"{number!r} is not a 12-digit personal identification number")
         self._numbers.append(int(number))
         self._fields.extend(self._position(getattr(citizen, name)) for name in _TEXTS)
@@ -137,7 +137,7 @@ class Roster(Sequence[Citizen]):
 
     def find(self, national_id: str) -> Citizen | None:
         """The citizen holding ``national_id``, or None."""
-        if not (len(national_id) == 12 and national_id.isascii() and national_id.isdigit()):
+        if not _twelve_digits(national_id):
             return None
         numbers, order = self._sorted()
         wanted = int(national_id)
@@ -157,6 +157,12 @@ class Roster(Sequence[Citizen]):
             order = array("I", sorted(range(len(self)), key=self._numbers.__getitem__))
             self._by_number = (array("q", (self._numbers[i] for i in order)), order)
         return self._by_number
+
+
+def _twelve_digits(text: str) -> bool:
+    """What a number must be to be kept as an integer and given back the same: ASCII only,
+    as ``int`` also reads other scripts' digits."""
+    return len(text) == 12 and text.isascii() and text.isdigit()
 
 
 # --- Generation ------------------------------------------------------------------------
@@ -231,8 +237,9 @@ def _years_before(day: date, years: int) -> date:
 def _unique_id(rng: random.Random, *, province_code: str, birth_year: int, sex: str, issued: set[int]) -> str:
     for _ in range(_MAX_ID_DRAWS):
         number = generate_national_id(rng, province_code=province_code, birth_year=birth_year, sex=sex)
-        if int(number) not in issued:  # kept as integers: 32 bytes each, where the strings take 61
-            issued.add(int(number))
+        key = int(number)  # kept as integers: 32 bytes each, where the strings take 61
+        if key not in issued:
+            issued.add(key)
             return number
     raise InvalidInput(f"no free national number left for {sex}s born {birth_year} in province {province_code}")
 
