@@ -74,10 +74,10 @@ def bundles(patients: int, count: int) -> list[bytes]:
 
 
 def ceiling_seconds(url: str, bodies: list[bytes]) -> list[float]:
-    """Per Bundle: parse, resolve references, extract index fields, insert with multi-row statements."""
+    """Per Bundle: parse, resolve references, extract index fields, pack, insert with multi-row statements."""
     from datetime import datetime, timezone
 
-    from emr.hub.batchwrite import CachedResolver, insert_resources
+    from emr.hub.batchwrite import CachedResolver, insert_resources, ready
     from emr.hub.bundles import rewrite_references
     from emr.hub.db import make_engine
     from emr.hub.store import stamp
@@ -94,7 +94,7 @@ def ceiling_seconds(url: str, bodies: list[bytes]) -> list[float]:
             resource = rewrite_references(entry["resource"], mapping)
             resource["id"] = mapping[entry["fullUrl"]].split("/")[1]
             stamp(resource, version=1, now=now)
-            resources.append(resource)
+            resources.append(ready(resource))
         with engine.connect() as conn:
             transaction = conn.begin()
             insert_resources(conn, resources, resolve=CachedResolver(conn))

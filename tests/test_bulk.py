@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from emr.errors import InvalidInput
 from emr.fhir.builders import lab_observation, patient
 from emr.hub import bulk
 from emr.hub.db import PersonRow, ResourceRow, ResultFact
+from emr.hub.packed import unpack
+from emr.hub.searchparams import extract
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 from tests.conftest import make_client
 from tests.older_schema import with_row_keys
@@ -112,13 +115,17 @@ def test_importing_twice_stores_once_and_a_change_is_a_new_version(client, tmp_p
     assert (obs["status"], obs["meta"]["versionId"]) == ("amended", "2")
 
 
-def test_a_later_import_refers_to_patients_an_earlier_one_stored(client, tmp_path):
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_later_import_refers_to_patients_an_earlier_one_stored(client, tmp_path, monkeypatch, workers):
+    """Workers prepare the lines whose references stay inside the import; a line that names
+    a resource of an earlier import comes back as it was and is mapped against the hub."""
+    monkeypatch.setattr(bulk, "PARALLEL_FROM", 4)
     hub = client.app.state.hub
     lines = facility_lines()
     bulk.import_files(hub, [write_ndjson(tmp_path / "p.ndjson", [ln for ln in lines if ln["resourceType"] == "Patient"])],
-                      source="27001")
+                      source="27001", workers=workers)
     bulk.import_files(hub, [write_ndjson(tmp_path / "o.ndjson", [ln for ln in lines if ln["resourceType"] != "Patient"])],
-                      source="27001")
+                      source="27001", workers=workers)
     act_as(client, "27001")
     assert client.get(f"/fhir/Observation?patient.identifier={NATIONAL_ID_SYSTEM}|{NIDS[2]}").json()["total"] == 2
     assert count(hub, ResultFact, national_id=NIDS[2]) == 2
@@ -141,8 +148,8 @@ def test_one_bad_line_loads_nothing_and_every_bad_line_is_named(client, tmp_path
 
 
 def test_lines_are_checked_in_parallel_with_the_same_answer(client, tmp_path, monkeypatch):
-    """The pool checks lines while the load writes them: a bad line still loads nothing, even
-    one that breaks the writing first (a date the index cannot read), and every bad line is named."""
+    """The pool checks and prepares lines while the load writes them: a bad line still loads
+    nothing, even one whose date the index could not read, and every bad line is named."""
     monkeypatch.setattr(bulk, "PARALLEL_FROM", 4)
     hub = client.app.state.hub
     lines: list[dict | str] = list(facility_lines())
@@ -277,3 +284,18 @@ def test_a_database_whose_index_tables_have_row_keys_still_takes_writes(database
             unnumbered = conn.exec_driver_sql('SELECT count(*) FROM ix_token WHERE "row" IS NULL').scalar_one()
         client.app.state.hub.engine.dispose()
     assert unnumbered == 0
+
+
+def test_a_prepared_line_crosses_to_the_loading_process_unchanged(tmp_path):
+    """What a worker hands the load (resource, packed content, index entries) survives pickling
+    as bytes and tuples, equal to what the load would have built itself."""
+    found = bulk.scan([write_ndjson(tmp_path / "f.ndjson", facility_lines())], "27001")
+    preparing = bulk.Preparing("27001", found.places, T0)
+    work = bulk.prepare_segment(found.segments[0], None, preparing)
+    assert not work.problems and len(work.lines) == 9
+    for item in work.lines:
+        again = pickle.loads(pickle.dumps(item))
+        assert again.resource == item.resource and again.content == item.content
+        assert again.extracted == extract(item.resource)
+        assert unpack(again.content) == again.json.decode()
+        assert again.resource["meta"]["lastUpdated"].startswith("2025-09-01T01:00:00")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,10 +27,12 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
+from emr.fhir.dates import Interval
 from emr.hub import access, memo, results
 from emr.hub.db import PatientIdentity, PersonRow, ResultFact, TokenIndex
 from emr.hub.linking import PatientLinker, linked_person, national_ids_of
 from emr.hub.relationships import access_facts, write_access_rows
+from emr.hub.packed import pack
 from emr.hub.rowcopy import reserve_pks, write_rows
 from emr.hub.searchparams import Extracted, extract
 from emr.hub.store import (
@@ -59,40 +61,70 @@ def chunks(items: list, size: int) -> Iterator[list]:
         yield items[start:start + size]
 
 
-def insert_resources(conn: Connection, resources: list[dict], *, resolve: LogicalResolver) -> list[int]:
+@dataclass(slots=True)
+class Ready:
+    """A stamped new resource with the part of its writing that needs no database done:
+    its JSON, that JSON packed as its row stores it, and its index entries.
+
+    ``ready`` builds one beside the write; the bulk import builds them in its worker
+    processes, so a ``Ready`` crosses a process boundary as bytes and plain tuples
+    (about half the cost of pickling the dict and the dataclasses themselves)."""
+
+    resource: dict
+    json: bytes
+    content: bytes
+    extracted: Extracted
+
+    def __getstate__(self) -> tuple:
+        e = self.extracted
+        dates = [(param, interval.low, interval.high) for param, interval in e.dates]
+        return self.json, self.content, (e.tokens, e.strings, dates, e.references, e.logical_references)
+
+    def __setstate__(self, state: tuple) -> None:
+        self.json, self.content, (tokens, strings, dates, references, logical) = state
+        self.resource = orjson.loads(self.json)
+        self.extracted = Extracted(tokens, strings, [(p, Interval(low, high)) for p, low, high in dates],
+                                   references, logical)
+
+
+def ready(resource: dict) -> Ready:
+    """``resource`` (stamped, new) with its JSON, packed content and index entries."""
+    data = orjson.dumps(resource)
+    return Ready(resource, data, pack(data), extract(resource))
+
+
+def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalResolver) -> list[int]:
     """Insert stamped, new resources with their first version and index rows; their pks, in order.
 
     A logical reference to a resource of the same batch resolves as it would had that
     resource been written first: identifiers are gathered from the whole batch before
     any reference is resolved.
     """
-    if not resources:
+    if not items:
         return []
-    pks = reserve_pks(conn, R, len(resources))
-    write_rows(conn, R, [{"pk": pk, "resource_type": r["resourceType"], "id": r["id"], "version_id": 1,
-                          "last_updated": r["meta"]["lastUpdated"], "deleted": False,
-                          "content": orjson.dumps(r).decode()} for pk, r in zip(pks, resources)])
-    write_rows(conn, V, [{"resource_pk": pk, "version_id": 1, "last_updated": r["meta"]["lastUpdated"],
-                          "method": "POST", "deleted": False, "content": CURRENT} for pk, r in zip(pks, resources)])
-    found = [extract(r) for r in resources]
-    resolve = _with_batch_identifiers(conn, resolve, resources, found)
+    pks = reserve_pks(conn, R, len(items))
+    write_rows(conn, R, [{"pk": pk, "resource_type": i.resource["resourceType"], "id": i.resource["id"],
+                          "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"], "deleted": False,
+                          "content": i.content} for pk, i in zip(pks, items)])
+    write_rows(conn, V, [{"resource_pk": pk, "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"],
+                          "method": "POST", "deleted": False, "content": CURRENT} for pk, i in zip(pks, items)])
+    resolve = _with_batch_identifiers(conn, resolve, items)
     per_table: dict[type, list[dict]] = defaultdict(list)
-    for pk, resource, extracted in zip(pks, resources, found):
-        for table, table_rows in index_rows(pk, resource, resolve, extracted).items():
+    for pk, item in zip(pks, items):
+        for table, table_rows in index_rows(pk, item.resource, resolve, item.extracted).items():
             per_table[table].extend(table_rows)
     for table, table_rows in per_table.items():
         write_rows(conn, table.__table__, table_rows)
     return pks
 
 
-def _with_batch_identifiers(conn: Connection, resolve: LogicalResolver, resources: list[dict],
-                            found: list[Extracted]) -> LogicalResolver:
+def _with_batch_identifiers(conn: Connection, resolve: LogicalResolver, items: list[Ready]) -> LogicalResolver:
     """``resolve``, also counting the identifiers the batch itself carries."""
     local: dict[tuple[str, str, str], set[str]] = defaultdict(set)
-    for resource, extracted in zip(resources, found):
-        for param, system, code in extracted.tokens:
+    for item in items:
+        for param, system, code in item.extracted.tokens:
             if param == "identifier":
-                local[(resource["resourceType"], system, code)].add(resource["id"])
+                local[(item.resource["resourceType"], system, code)].add(item.resource["id"])
     if not local:
         return resolve
 
@@ -176,13 +208,14 @@ class BatchWriter:
         self.resolve = CachedResolver(self.conn)
         self.lookups = CachedLookups(self.conn)
 
-    def write(self, resources: list[dict]) -> list[int]:
+    def write(self, resources: Sequence[dict | Ready]) -> list[int]:
         """Insert stamped new resources and run their hooks (a new Patient's before the others',
         so the results written beside it read its national ID and identity status)."""
-        pks = insert_resources(self.conn, resources, resolve=self.resolve)
+        items = [r if isinstance(r, Ready) else ready(r) for r in resources]
+        pks = insert_resources(self.conn, items, resolve=self.resolve)
         by_type: dict[str, list[tuple[int, dict]]] = defaultdict(list)
-        for pk, resource in zip(pks, resources):
-            by_type[resource["resourceType"]].append((pk, resource))
+        for pk, item in zip(pks, items):
+            by_type[item.resource["resourceType"]].append((pk, item.resource))
         for rtype in by_type:
             memo.forget(self.conn, rtype)
         for rtype in sorted(by_type, key=lambda t: t != "Patient"):

@@ -6,11 +6,15 @@ line passes: the error lists every bad line with its file and line number.
 
 The files are streamed, never held: a first pass reads each line's type and id (to
 give every resource its hub id and refuse duplicates) and cuts the files into
-segments; the checks then read their segments themselves — in a process pool for a
-large file — while this process streams the lines again into one open transaction,
-a batch at a time. The transaction commits only once every line has passed, and rolls
-back otherwise. Memory grows with the number of resources (about a hundred bytes
-each), not with the size of the files.
+segments. Each segment is then checked and its good lines prepared — ids and
+references mapped, the resource stamped, serialised, packed and its index entries
+extracted: everything that needs no database — in a process pool for a large file,
+a few segments ahead of the load. This process writes each segment, once all its
+lines have passed, into one open transaction, a batch at a time. After a refused line
+nothing more is written and the rest is only checked, so the refusal names every bad
+line; the transaction commits only once every line has passed, and rolls back
+otherwise. Memory grows with the number of resources (about a hundred bytes each), not
+with the size of the files.
 
 Each resource gets a stable hub id, ``uuid5(source | type | source id)``, and every
 reference to another resource of the import (``Patient/p1``) — or to one an earlier
@@ -25,12 +29,15 @@ find their national ID and facility.
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
 import re
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections import deque
+from collections.abc import Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime
 from itertools import islice
 from pathlib import Path
 
@@ -40,7 +47,7 @@ from sqlalchemy.engine import Connection
 
 from emr.errors import EmrError, InvalidInput, Problem
 from emr.fhir import validate_resource
-from emr.hub.batchwrite import IN_CHUNK, BatchWriter, chunks
+from emr.hub.batchwrite import IN_CHUNK, BatchWriter, Ready, chunks, ready
 from emr.hub.bundles import rewrite_references
 from emr.hub.db import write_transaction
 from emr.hub.http import Hub
@@ -70,18 +77,11 @@ def import_files(hub: Hub, paths: Iterable[Path], *, source: str, workers: int =
     """Check every line of every file while loading them in one transaction: all or nothing."""
     check_source(hub, source)
     found = scan(list(paths), source)
-    with LineChecks(found, workers=workers) as checks:
+    preparing = Preparing(source, found.places, hub.clock())
+    with Preparation(found, preparing, workers=workers, check_only=bool(found.problems)) as preparation:
         if found.problems:
-            raise refusal(found.problems + checks.problems(), found)
-        return load(hub, found, approve=lambda: _approve(checks, found))
-
-
-def _approve(checks: LineChecks, found: Scan) -> None:
-    """Raise, so that the load rolls back, unless every line passed its checks."""
-    problems = checks.problems()
-    if problems:
-        raise refusal(problems, found)
-    found.unchanged_on_disk()
+            raise refusal(found.problems + [p for work in preparation.works() for p in work.problems], found)
+        return load(hub, found, preparation)
 
 
 class Refused(InvalidInput):
@@ -232,56 +232,138 @@ def _in_file_order(problems: list[Problem], paths: list[Path]) -> list[Problem]:
     return sorted(problems, key=order)
 
 
-# ---------------------------------------------------------------- checking
+# ---------------------------------------------------------------- checking and preparing
 
-class LineChecks:
-    """Structure and profile problems of every line, located by file and line.
+@dataclass(frozen=True)
+class Preparing:
+    """What preparing any line needs to know of the whole import."""
 
-    With several workers and a large file the segments' checks start in a process pool as
-    soon as this is entered (before the caller opens a database transaction, so no worker
-    is forked holding one); each worker reads its segment from the file itself, and
-    ``problems()`` waits for them. Otherwise ``problems()`` checks the segments itself.
+    source: str
+    places: dict[str, int]  # Scan.places: every "Type/source id" of the import
+    now: datetime  # the import's time, stamped on every new resource
+
+
+@dataclass
+class Work:
+    """One segment's lines of one load group, checked: their problems, and each good line
+    made ready to write (``batchwrite.Ready``), or left as its bytes when it refers to a
+    resource outside the import, which only the database can map."""
+
+    problems: list[Problem] = field(default_factory=list)
+    lines: list[Ready | bytes] = field(default_factory=list)
+
+
+class Preparation:
+    """Every line checked and, if good, prepared, a segment at a time in load order.
+
+    With several workers and a large file the segments go to a process pool, a few ahead
+    of the load, so the pool's memory stays flat. The pool is forked as this is entered,
+    before the caller opens a database transaction, so no worker holds one; each worker
+    reads its segments from the file itself and is given the import's ``Preparing`` once.
+    Otherwise each segment is prepared here when the load asks for it.
     """
 
-    def __init__(self, found: Scan, *, workers: int) -> None:
+    def __init__(self, found: Scan, preparing: Preparing, *, workers: int, check_only: bool = False) -> None:
         self.found = found
+        self.preparing = preparing
+        self.check_only = check_only  # once a line is refused nothing is written: the rest is only checked
         self.parallel = workers > 1 and found.total >= PARALLEL_FROM
         self.workers = workers
+        ranks = [None] if found.in_load_order else sorted(found.ranks)
+        self.tasks = deque((segment, rank) for rank in ranks for segment in found.segments)
         self.pool: ProcessPoolExecutor | None = None
-        self.pending: list[Future] = []
-        self.answer: list[Problem] | None = None
+        self.pending: deque[Future] = deque()
 
-    def __enter__(self) -> LineChecks:
+    def __enter__(self) -> Preparation:
         if self.parallel:
             for resource in self.found.samples.values():  # load each type's model before the fork
                 line_problems("", resource)
             context = multiprocessing.get_context("fork" if "fork" in multiprocessing.get_all_start_methods() else None)
-            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context)
-            self.pending = [self.pool.submit(check_segment, segment) for segment in self.found.segments]
+            # Everything alive now (the scan's places, the models) is left out of garbage
+            # collections until the import ends: the workers' collections then leave the pages
+            # they share with this process alone, and the load's stop walking it.
+            gc.freeze()
+            self.pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=context,
+                                            initializer=_adopt, initargs=(self.preparing,))
+            self._submit(AHEAD * self.workers)  # a fork pool starts every worker at the first task
         return self
 
-    def problems(self) -> list[Problem]:
-        if self.answer is None:
-            parts = ([future.result() for future in self.pending] if self.parallel
-                     else [check_segment(segment) for segment in self.found.segments])
-            self.answer = [p for part in parts for p in part]
-        return self.answer
+    def works(self) -> Iterator[Work]:
+        """Each segment's work, in load order."""
+        while self.tasks or self.pending:
+            if self.pool is None:
+                segment, rank = self.tasks.popleft()
+                yield prepare_segment(segment, rank, self.preparing, self.check_only)
+            else:
+                self._submit(AHEAD * self.workers - len(self.pending) + 1)
+                yield self.pending.popleft().result()
+
+    def _submit(self, count: int) -> None:
+        for _ in range(min(count, len(self.tasks))):
+            segment, rank = self.tasks.popleft()
+            self.pending.append(self.pool.submit(_prepare_in_worker, segment, rank, self.check_only))
 
     def __exit__(self, *_: object) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)
+            gc.unfreeze()
 
 
-def check_segment(segment: Segment) -> list[Problem]:
-    """The problems of a segment's lines, read from its file (in a worker, or in process)."""
-    problems: list[Problem] = []
+AHEAD = 2  # segments in flight per worker
+
+
+_PREPARING: Preparing | None = None  # a pool worker's copy of its import's Preparing (``_adopt``)
+
+
+def _adopt(preparing: Preparing) -> None:
+    global _PREPARING
+    _PREPARING = preparing
+
+
+def _prepare_in_worker(segment: Segment, rank: int | None, check_only: bool) -> Work:
+    return prepare_segment(segment, rank, _PREPARING, check_only)
+
+
+def prepare_segment(segment: Segment, rank: int | None, preparing: Preparing, check_only: bool = False) -> Work:
+    """Check the segment's lines of load group ``rank`` (all when None), read from its file;
+    unless ``check_only`` or a line is refused, prepare the good ones."""
+    work = Work()
     end = segment.first + segment.count
     for number, _, raw in _lines_of(segment.path, segment.offset, segment.first):
         if number >= end:
             break
-        if raw.strip() and number not in segment.skip:
-            problems.extend(line_problems(f"{segment.path.name} line {number}", orjson.loads(raw)))
-    return problems
+        if not raw.strip() or number in segment.skip:
+            continue
+        resource = orjson.loads(raw)
+        if rank is not None and _rank(resource) != rank:
+            continue
+        work.problems.extend(line_problems(f"{segment.path.name} line {number}", resource))
+        if not (work.problems or check_only):
+            work.lines.append(_ready_within(resource, preparing) or raw)
+    if work.problems:
+        work.lines = []
+    return work
+
+
+def _ready_within(resource: dict, preparing: Preparing) -> Ready | None:
+    """The resource made ready to write, if every literal reference it makes is to a resource
+    of the import itself; None if one may be to a resource the hub already holds."""
+    mapping: dict[str, str] = {}
+    for ref in _references(resource):
+        match = _LITERAL.match(ref)
+        if match is None:
+            continue
+        if ref not in preparing.places:
+            return None
+        mapping[ref] = f"{match[1]}/{hub_id(preparing.source, match[1], match[2])}"
+    return _made_ready(resource, mapping, preparing.source, preparing.now)
+
+
+def _made_ready(resource: dict, mapping: dict[str, str], source: str, now: datetime) -> Ready:
+    """The source resource under its hub id, references mapped, stamped as a new resource, ready to write."""
+    prepared = _prepared(resource, mapping, source)
+    stamp(prepared, version=1, now=now)
+    return ready(prepared)
 
 
 def line_problems(where: str, resource: dict) -> list[Problem]:
@@ -295,44 +377,45 @@ def line_problems(where: str, resource: dict) -> list[Problem]:
 
 # ---------------------------------------------------------------- loading
 
-def load(hub: Hub, found: Scan, *, approve: Callable[[], None]) -> ImportResult:
-    """Stream the lines (new resources in batches, changed ones as new versions) into one
-    transaction that commits only if ``approve()`` returns, which waits for the lines'
-    checks. A line the checks refuse may break the writing first: the refusal is raised."""
+def load(hub: Hub, found: Scan, preparation: Preparation) -> ImportResult:
+    """Write each segment's prepared lines (new resources in batches, changed ones as new
+    versions) into one transaction, which commits only if no line was refused and no file
+    changed meanwhile. A segment is written only once all its lines have passed; after a
+    refused line the rest are only checked, so that the refusal names every bad line."""
+    result = ImportResult(lines=found.good)
+    problems: list[Problem] = []
     try:
-        return _load(hub, found, approve=approve)
+        with write_transaction(hub.engine) as conn:
+            batches = Batches(hub, BatchWriter(conn, hub.store, preparation.preparing.now),
+                              References(conn, found), result)
+            planner = PlannerStatistics(conn)
+            lines = _good_lines(preparation, problems)
+            for batch in iter(lambda: list(islice(lines, WRITE_BATCH)), []):
+                batches.load(batch)
+                planner.keep_up(result.created + result.updated)
+            if problems:
+                raise refusal(problems, found)
+            found.unchanged_on_disk()
     except Refused:
         raise
-    except Exception:
-        approve()  # the checks' refusal explains a bad line's failure better than the failure
+    except Exception as exc:  # a line that passed its checks broke the writing: is a later line bad?
+        preparation.check_only = True
+        problems += [p for work in preparation.works() for p in work.problems]
+        if problems:
+            raise refusal(problems, found) from exc
         raise
-
-
-def _load(hub: Hub, found: Scan, *, approve: Callable[[], None]) -> ImportResult:
-    now = hub.clock()
-    result = ImportResult(lines=found.good)
-    with write_transaction(hub.engine) as conn:
-        batches = Batches(hub, BatchWriter(conn, hub.store, now), References(conn, found), result)
-        planner = PlannerStatistics(conn)
-        resources = _in_load_order(found)
-        for batch in iter(lambda: list(islice(resources, WRITE_BATCH)), []):
-            batches.load(batch)
-            planner.keep_up(result.created + result.updated)
-        approve()
     analyze(hub.engine)
     return result
 
 
-def _in_load_order(found: Scan) -> Iterator[dict]:
-    """Every good line's resource: Organizations and Practitioners, then Patients, then
-    the rest, each group in file order (one pass over the files per group, or a single
-    pass when the files are already in that order)."""
-    for rank in [None] if found.in_load_order else sorted(found.ranks):
-        for path in found.paths:
-            for _, _, raw in _lines_of(path):
-                resource = orjson.loads(raw) if raw.strip() else None
-                if resource is not None and rank in (None, _rank(resource)):
-                    yield resource
+def _good_lines(preparation: Preparation, problems: list[Problem]) -> Iterator[Ready | bytes]:
+    """Every prepared line while no line is refused; the refused lines' problems go to ``problems``."""
+    for work in preparation.works():
+        problems.extend(work.problems)
+        if problems:
+            preparation.check_only = True
+            continue
+        yield from work.lines
 
 
 @dataclass
@@ -345,17 +428,15 @@ class Batches:
     references: References
     result: ImportResult
 
-    def load(self, batch: list[dict]) -> None:
+    def load(self, batch: list[Ready | bytes]) -> None:
         conn, now = self.writer.conn, self.writer.now
-        mapping = self.references.mapping(batch)
-        resources = [_prepared(resource, mapping, self.references.found.source) for resource in batch]
-        stored = _stored_contents(conn, resources)
-        fresh = [r for r in resources if _key(r) not in stored]
-        for resource in fresh:
-            stamp(resource, version=1, now=now)
+        items = self._all_ready(batch)
+        stored = _stored_contents(conn, [item.resource for item in items])
+        fresh = [item for item in items if _key(item.resource) not in stored]
         self.writer.write(fresh)
         self.result.created += len(fresh)
-        for resource in resources:
+        for item in items:
+            resource = item.resource
             self.result.types[resource["resourceType"]] = self.result.types.get(resource["resourceType"], 0) + 1
             before = stored.get(_key(resource))
             if before is None:
@@ -365,6 +446,14 @@ class Batches:
             else:
                 self.hub.store.update(conn, resource["resourceType"], resource["id"], resource, now=now)
                 self.result.updated += 1
+
+    def _all_ready(self, batch: list[Ready | bytes]) -> list[Ready]:
+        """The batch's lines all made ready: those left as bytes have their references mapped here."""
+        parsed = {i: orjson.loads(line) for i, line in enumerate(batch) if isinstance(line, bytes)}
+        mapping = self.references.mapping(list(parsed.values())) if parsed else {}
+        source, now = self.references.found.source, self.writer.now
+        return [_made_ready(parsed[i], mapping, source, now) if i in parsed else line
+                for i, line in enumerate(batch)]
 
 
 class References:

@@ -7,7 +7,8 @@ storing them, so here they go straight to the driver inside the caller's transac
 psycopg's ``COPY … FROM STDIN`` (measured: 0.2-0.45 ms for a Bundle's 20 token rows,
 half of a multi-row INSERT's time; fewer than ``COPY_FROM`` rows go in one multi-row
 INSERT instead) or sqlite3's ``executemany`` (one prepared statement, its loop in C).
-Resource JSON is packed first (``emr.hub.packed``), as an ``insert`` would pack it.
+Resource JSON given as text is packed first (``emr.hub.packed``), as an ``insert`` would
+pack it; bytes are taken to be packed already (the bulk import packs in its workers).
 
 Surrogate keys are reserved before the rows are written (``reserve_pks``), from the
 table's own sequence on PostgreSQL and after the largest key on SQLite, whose single
@@ -37,7 +38,8 @@ def write_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     values = [tuple(row[c] for c in columns) for row in rows]
     packed = {i for i, c in enumerate(columns) if isinstance(table.c[c].type, PackedJSON)}
     if packed:  # resource JSON as an ``insert`` would store it
-        values = [tuple(pack(v) if i in packed else v for i, v in enumerate(row)) for row in values]
+        values = [tuple(pack(v) if i in packed and isinstance(v, str) else v for i, v in enumerate(row))
+                  for row in values]
     names = ", ".join(f'"{c}"' for c in columns)
     if conn.dialect.name == "postgresql":
         if len(values) >= COPY_FROM:
