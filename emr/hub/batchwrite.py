@@ -33,7 +33,7 @@ from emr.hub.db import PatientIdentity, PersonRow, ResultFact, TokenIndex
 from emr.hub.linking import PatientLinker, linked_person, national_ids_of
 from emr.hub.relationships import access_facts, write_access_rows
 from emr.hub.packed import pack
-from emr.hub.rowcopy import reserve_pks, write_rows
+from emr.hub.rowcopy import reserve_pks, write_rows, write_tables
 from emr.hub.searchparams import Extracted, extract
 from emr.hub.store import (
     CURRENT,
@@ -103,18 +103,18 @@ def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalRe
     if not items:
         return []
     pks = reserve_pks(conn, R, len(items))
-    write_rows(conn, R, [{"pk": pk, "resource_type": i.resource["resourceType"], "id": i.resource["id"],
-                          "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"], "deleted": False,
-                          "content": i.content} for pk, i in zip(pks, items)])
-    write_rows(conn, V, [{"resource_pk": pk, "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"],
-                          "method": "POST", "deleted": False, "content": CURRENT} for pk, i in zip(pks, items)])
     resolve = _with_batch_identifiers(conn, resolve, items)
     per_table: dict[type, list[dict]] = defaultdict(list)
     for pk, item in zip(pks, items):
         for table, table_rows in index_rows(pk, item.resource, resolve, item.extracted).items():
             per_table[table].extend(table_rows)
-    for table, table_rows in per_table.items():
-        write_rows(conn, table.__table__, table_rows)
+    write_tables(conn, [
+        (R, [{"pk": pk, "resource_type": i.resource["resourceType"], "id": i.resource["id"], "version_id": 1,
+              "last_updated": i.resource["meta"]["lastUpdated"], "deleted": False, "content": i.content}
+             for pk, i in zip(pks, items)]),
+        (V, [{"resource_pk": pk, "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"],
+              "method": "POST", "deleted": False, "content": CURRENT} for pk, i in zip(pks, items)]),
+        *((table.__table__, table_rows) for table, table_rows in per_table.items())])
     return pks
 
 

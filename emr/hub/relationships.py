@@ -21,7 +21,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection
 
 from emr.hub.db import AccessFact, CareLink, PatientSubject, SharingRefusal
-from emr.hub.rowcopy import write_rows
+from emr.hub.rowcopy import write_tables
 from emr.identity import FACILITY_CODE_SYSTEM, NATIONAL_ID_SYSTEM
 
 AF = AccessFact.__table__
@@ -167,8 +167,7 @@ def write_access_rows(conn: Connection, written: list[tuple[int, dict]]) -> None
     for pk, resource in written:
         for table, rows in access_rows(pk, resource).items():
             per_table[table].extend(rows)
-    for table, rows in per_table.items():
-        write_rows(conn, table, rows)
+    write_tables(conn, list(per_table.items()))
     _set_subjects(conn, [resource for _, resource in written if resource.get("resourceType") == "Patient"])
 
 

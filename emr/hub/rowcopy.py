@@ -32,30 +32,53 @@ COPY_FROM = 12
 
 def write_rows(conn: Connection, table: Table, rows: list[dict]) -> None:
     """Insert ``rows`` (dicts with the same keys) into ``table`` in the caller's transaction."""
-    if not rows:
+    write_tables(conn, [(table, rows)])
+
+
+def write_tables(conn: Connection, tables: list[tuple[Table, list[dict]]]) -> None:
+    """Insert each table's rows, in order, in the caller's transaction. On PostgreSQL, when
+    every table has fewer than ``COPY_FROM`` rows (an audit entry, a lone resource), their
+    INSERTs go in one pipeline: one round trip for all the tables instead of one each."""
+    batches = [_values(table, rows) for table, rows in tables if rows]
+    if conn.dialect.name != "postgresql":
+        for table, names, values in batches:
+            marks = ", ".join("?" for _ in values[0])
+            conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
         return
+    if len(batches) > 1 and all(len(values) < COPY_FROM for _, _, values in batches):
+        _pipelined(conn, batches)
+        return
+    for table, names, values in batches:
+        if len(values) >= COPY_FROM:
+            _copy(conn, table, names, values)
+        else:
+            conn.exec_driver_sql(*_insert_values(table, names, values))
+
+
+def _values(table: Table, rows: list[dict]) -> tuple[Table, str, list[tuple]]:
+    """The table, its quoted column list and the rows as tuples, JSON text packed."""
     columns = list(rows[0])
     values = [tuple(row[c] for c in columns) for row in rows]
     packed = {i for i, c in enumerate(columns) if isinstance(table.c[c].type, PackedJSON)}
     if packed:  # resource JSON as an ``insert`` would store it
         values = [tuple(pack(v) if i in packed and isinstance(v, str) else v for i, v in enumerate(row))
                   for row in values]
-    names = ", ".join(f'"{c}"' for c in columns)
-    if conn.dialect.name == "postgresql":
-        if len(values) >= COPY_FROM:
-            _copy(conn, table, names, values)
-        else:
-            _insert_values(conn, table, names, values)
-        return
-    marks = ", ".join("?" for _ in columns)
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES ({marks})', values)
+    return table, ", ".join(f'"{c}"' for c in columns), values
 
 
-def _insert_values(conn: Connection, table: Table, names: str, values: list[tuple]) -> None:
-    """One multi-row ``INSERT``: a single round trip, where ``COPY`` takes a few."""
+def _pipelined(conn: Connection, batches: list[tuple[Table, str, list[tuple]]]) -> None:
+    """psycopg's pipeline mode: every INSERT sent before any answer is awaited."""
+    driver = conn.connection.dbapi_connection
+    with driver.pipeline(), driver.cursor() as cursor:
+        for table, names, values in batches:
+            cursor.execute(*_insert_values(table, names, values))
+
+
+def _insert_values(table: Table, names: str, values: list[tuple]) -> tuple[str, tuple]:
+    """One multi-row ``INSERT`` and its parameters: a single round trip, where ``COPY`` takes a few."""
     row = "(" + ", ".join("%s" for _ in values[0]) + ")"
-    conn.exec_driver_sql(f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join(row for _ in values)}',
-                         tuple(v for r in values for v in r))
+    return (f'INSERT INTO "{table.name}" ({names}) VALUES {", ".join(row for _ in values)}',
+            tuple(v for r in values for v in r))
 
 
 def _copy(conn: Connection, table: Table, names: str, values: list[tuple]) -> None:
