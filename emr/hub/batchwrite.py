@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -31,7 +31,7 @@ from emr.fhir.dates import Interval
 from emr.hub import access, memo, results
 from emr.hub.db import PatientIdentity, PersonRow, ResultFact, TokenIndex
 from emr.hub.linking import PatientLinker, linked_person, national_ids_of
-from emr.hub.relationships import access_facts, write_access_rows
+from emr.hub.relationships import access_facts, access_rows, record_subjects
 from emr.hub.packed import pack
 from emr.hub.rowcopy import reserve_pks, write_rows, write_tables
 from emr.hub.searchparams import Extracted, extract
@@ -53,6 +53,7 @@ F = ResultFact.__table__
 I = PatientIdentity.__table__
 P = PersonRow.__table__
 TK = TokenIndex.__table__
+RowsBeside = Callable[[int, dict], dict[Table, list[dict]]]  # a new resource's (pk, JSON) -> more rows, by table
 IN_CHUNK = 500  # values per SQL IN (...) list, well under every driver's parameter limit
 
 
@@ -93,8 +94,10 @@ def ready(resource: dict) -> Ready:
     return Ready(resource, data, pack(data), extract(resource))
 
 
-def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalResolver) -> list[int]:
-    """Insert stamped, new resources with their first version and index rows; their pks, in order.
+def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalResolver,
+                     beside: RowsBeside | None = None) -> list[int]:
+    """Insert stamped, new resources with their first version and index rows (and the rows
+    ``beside`` gives for each, written with them); their pks, in order.
 
     A logical reference to a resource of the same batch resolves as it would had that
     resource been written first: identifiers are gathered from the whole batch before
@@ -104,9 +107,11 @@ def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalRe
         return []
     pks = reserve_pks(conn, R, len(items))
     resolve = _with_batch_identifiers(conn, resolve, items)
-    per_table: dict[type, list[dict]] = defaultdict(list)
+    per_table: dict[Table, list[dict]] = defaultdict(list)
     for pk, item in zip(pks, items):
-        for table, table_rows in index_rows(pk, item.resource, resolve, item.extracted).items():
+        for model, table_rows in index_rows(pk, item.resource, resolve, item.extracted).items():
+            per_table[model.__table__].extend(table_rows)
+        for table, table_rows in (beside(pk, item.resource) if beside else {}).items():
             per_table[table].extend(table_rows)
     write_tables(conn, [
         (R, [{"pk": pk, "resource_type": i.resource["resourceType"], "id": i.resource["id"], "version_id": 1,
@@ -114,7 +119,7 @@ def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalRe
              for pk, i in zip(pks, items)]),
         (V, [{"resource_pk": pk, "version_id": 1, "last_updated": i.resource["meta"]["lastUpdated"],
               "method": "POST", "deleted": False, "content": CURRENT} for pk, i in zip(pks, items)]),
-        *((table.__table__, table_rows) for table, table_rows in per_table.items())])
+        *per_table.items()])
     return pks
 
 
@@ -212,7 +217,8 @@ class BatchWriter:
         """Insert stamped new resources and run their hooks (a new Patient's before the others',
         so the results written beside it read its national ID and identity status)."""
         items = [r if isinstance(r, Ready) else ready(r) for r in resources]
-        pks = insert_resources(self.conn, items, resolve=self.resolve)
+        pks = insert_resources(self.conn, items, resolve=self.resolve,
+                               beside=access_rows if access_facts in self.store.hooks.get("*", []) else None)
         by_type: dict[str, list[tuple[int, dict]]] = defaultdict(list)
         for pk, item in zip(pks, items):
             by_type[item.resource["resourceType"]].append((pk, item.resource))
@@ -224,8 +230,8 @@ class BatchWriter:
 
     def _run_hooks(self, rtype: str, written: list[tuple[int, dict]]) -> None:
         for hook in self.store.hooks.get("*", []):  # hooks on every write (audit, access)
-            if hook is access_facts:
-                write_access_rows(self.conn, written)
+            if hook is access_facts:  # its rows went in with the resources: one statement fewer
+                record_subjects(self.conn, [r for _, r in written if r.get("resourceType") == "Patient"])
                 continue
             for pk, resource in written:
                 hook(self.conn, pk, resource, self.now)

@@ -346,5 +346,11 @@ def transaction_state(conn: Connection) -> dict:
 
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
-    with engine.connect() as conn, conn.begin():
-        yield conn
+    """A transaction that only reads. On PostgreSQL its statements go without ``BEGIN`` and
+    ``COMMIT``: at READ COMMITTED each statement reads its own snapshot either way, so the two
+    round trips bought nothing (the pool gives the connection back to the others as it was)."""
+    with engine.connect() as conn:
+        if engine.dialect.name == "postgresql":
+            conn = conn.execution_options(isolation_level="AUTOCOMMIT")
+        with conn.begin():  # still a transaction to SQLAlchemy: what ``memo`` remembers lasts for it
+            yield conn

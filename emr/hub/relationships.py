@@ -158,17 +158,9 @@ def access_facts(conn: Connection, pk: int, resource: dict, _now: datetime) -> N
     if str((resource.get("meta") or {}).get("versionId")) != "1":  # a first version has no rows yet
         for table in (AF, CL, SR):
             conn.execute(delete(table).where(table.c.resource_pk == pk))
-    write_access_rows(conn, [(pk, resource)])
-
-
-def write_access_rows(conn: Connection, written: list[tuple[int, dict]]) -> None:
-    """Insert the access rows of resources that have none yet, a few statements for all of them."""
-    per_table: dict[Table, list[dict]] = {AF: [], CL: [], SR: []}
-    for pk, resource in written:
-        for table, rows in access_rows(pk, resource).items():
-            per_table[table].extend(rows)
-    write_tables(conn, list(per_table.items()))
-    _set_subjects(conn, [resource for _, resource in written if resource.get("resourceType") == "Patient"])
+    write_tables(conn, list(access_rows(pk, resource).items()))
+    if resource.get("resourceType") == "Patient":
+        record_subjects(conn, [resource])
 
 
 def access_rows(pk: int, resource: dict) -> dict[Table, list[dict]]:
@@ -193,8 +185,9 @@ def person_key(patient: dict) -> str:
     return national_id or f"Patient/{patient['id']}"
 
 
-def _set_subjects(conn: Connection, patients: list[dict]) -> None:
-    """Record (or correct) whom each Patient is."""
+def record_subjects(conn: Connection, patients: list[dict]) -> None:
+    """Record (or correct) whom each Patient is (the write hook's part that a new resource's
+    other access rows, written with it by ``emr.hub.batchwrite``, leave to be done)."""
     if not patients:
         return
     values = [{"patient_id": patient["id"], "subject": person_key(patient)[:80]} for patient in patients]
