@@ -16,9 +16,11 @@ import psycopg
 import pytest
 from fastapi.testclient import TestClient
 from hypothesis import HealthCheck, settings
+from sqlalchemy.engine import Engine
 
 from emr.config import Settings
 from emr.hub.app import create_app, wall_clock
+from emr.hub.db import create_schema, make_engine
 from tests.facility_clients import ActingFacility, test_clients
 
 PG_DSN = os.environ.get("EMR_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/test")
@@ -69,6 +71,15 @@ def database_url(request: pytest.FixtureRequest, tmp_path) -> str:
 @pytest.fixture
 def sqlite_url(tmp_path) -> str:
     return f"sqlite:///{tmp_path / 'hub.db'}"
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    """An engine on an empty hub schema, for tests of the storage layer without the app."""
+    engine = make_engine(database_url)
+    create_schema(engine)
+    yield engine
+    engine.dispose()
 
 
 class FixedClock:

@@ -7,7 +7,7 @@ from psycopg import Error as PsycopgError
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from emr.hub.db import ResourceRow, TokenIndex, create_schema, make_engine, write_transaction
+from emr.hub.db import ResourceRow, TokenIndex, write_transaction
 from emr.hub.packed import pack
 from emr.hub.rowcopy import COPY_FROM, reserve_pks, write_tables
 
@@ -28,14 +28,6 @@ def resource_rows(pks: list[int], *, packed_already: bool = False) -> list[dict]
 def token_rows(pks: list[int], per_resource: int) -> list[dict]:
     return [{"resource_pk": pk, "resource_type": "Basic", "param": "identifier", "system": "urn:test", "code": f"{pk}-{n}"}
             for pk in pks for n in range(per_resource)]
-
-
-@pytest.fixture
-def engine(database_url: str):
-    engine = make_engine(database_url)
-    create_schema(engine)
-    yield engine
-    engine.dispose()
 
 
 def stored(engine) -> tuple[list[tuple], list[str]]:

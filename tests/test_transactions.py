@@ -13,14 +13,6 @@ from emr.hub.rowcopy import write_rows
 R = ResourceRow.__table__
 
 
-@pytest.fixture
-def engine(database_url: str):
-    engine = make_engine(database_url)
-    create_schema(engine)
-    yield engine
-    engine.dispose()
-
-
 def basic(pk: int) -> dict:
     return {"pk": pk, "resource_type": "Basic", "id": f"b{pk}", "version_id": 1,
             "last_updated": "2025-09-01T01:00:00.000Z", "deleted": False, "content": '{"resourceType":"Basic"}'}
