@@ -7,7 +7,7 @@ from psycopg.pq import TransactionStatus
 from sqlalchemy import func, select
 
 from emr.hub import memo
-from emr.hub.db import ResourceRow, create_schema, make_engine, read_transaction, write_transaction
+from emr.hub.db import ResourceRow, read_transaction, write_transaction
 from emr.hub.rowcopy import write_rows
 
 R = ResourceRow.__table__
@@ -18,16 +18,12 @@ def basic(pk: int) -> dict:
             "last_updated": "2025-09-01T01:00:00.000Z", "deleted": False, "content": '{"resourceType":"Basic"}'}
 
 
-def test_a_read_on_postgresql_opens_no_transaction_on_the_server(postgres_url):
-    engine = make_engine(postgres_url)
-    create_schema(engine)
-    try:
-        with read_transaction(engine) as conn:
-            conn.execute(select(func.count()).select_from(R)).scalar_one()
-            status = conn.connection.dbapi_connection.info.transaction_status
-        assert status == TransactionStatus.IDLE  # no BEGIN went out, so no COMMIT is owed
-    finally:
-        engine.dispose()
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+def test_a_read_on_postgresql_opens_no_transaction_on_the_server(engine):
+    with read_transaction(engine) as conn:
+        conn.execute(select(func.count()).select_from(R)).scalar_one()
+        status = conn.connection.dbapi_connection.info.transaction_status
+    assert status == TransactionStatus.IDLE  # no BEGIN went out, so no COMMIT is owed
 
 
 def test_a_failed_write_leaves_nothing_on_a_connection_that_served_a_read(engine):

@@ -111,8 +111,9 @@ def insert_resources(conn: Connection, items: list[Ready], *, resolve: LogicalRe
     for pk, item in zip(pks, items):
         for model, table_rows in index_rows(pk, item.resource, resolve, item.extracted).items():
             per_table[model.__table__].extend(table_rows)
-        for table, table_rows in (beside(pk, item.resource) if beside else {}).items():
-            per_table[table].extend(table_rows)
+        if beside is not None:
+            for table, table_rows in beside(pk, item.resource).items():
+                per_table[table].extend(table_rows)
     write_tables(conn, [
         (R, [{"pk": pk, "resource_type": i.resource["resourceType"], "id": i.resource["id"], "version_id": 1,
               "last_updated": i.resource["meta"]["lastUpdated"], "deleted": False, "content": i.content}
