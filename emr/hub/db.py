@@ -24,7 +24,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Field, SQLModel, create_engine
 
 from emr.errors import InvalidInput
-from emr.hub import plannerstats, walcheckpoint
+from emr.hub import liveness, plannerstats, walcheckpoint
 from emr.hub.packed import PackedJSON
 
 
@@ -237,7 +237,8 @@ def make_engine(url: str) -> Engine:
         return _sqlite_engine(url)
     if url.startswith("postgresql://"):
         url = "postgresql+psycopg://" + url.removeprefix("postgresql://")
-    engine = create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+    engine = create_engine(url, pool_size=10, max_overflow=20, pool_use_lifo=True)
+    liveness.attach(engine)  # a connection idle in the pool is asked whether it is alive before use
     if engine.dialect.name == "postgresql":
         plannerstats.attach(engine)
     return engine
