@@ -74,6 +74,17 @@ def test_the_accesses_to_one_result_are_found_by_its_reference(hub, clock):
     assert events(hub, bac_ninh, f"/fhir/AuditEvent?patient=Observation/{oid}") == []
 
 
+def test_an_order_time_check_is_found_by_each_of_the_persons_patients(hub, clock):
+    """A check names the person by national ID and each of their Patients by id: ``patient``
+    finds its entry from either facility's registration."""
+    bac_ninh, bach_mai = bearer(hub, clock, "27001"), bearer(hub, clock, "01001")
+    registrations = [register(hub, bac_ninh, "27001"), register(hub, bach_mai, "01001")]
+    check_reuse(hub, bach_mai, "01001")
+    for pid in registrations:
+        found = events(hub, bac_ninh, f"/fhir/AuditEvent?patient=Patient/{pid}&_sort=date")
+        assert "operation" in [e["subtype"][0]["code"] for e in found]
+
+
 def test_a_failed_write_leaves_no_success_entry_but_a_failure(hub, clock):
     bach_mai = bearer(hub, clock, "01001")
     pid = register(hub, bach_mai, "01001")

@@ -7,7 +7,7 @@ from psycopg import Error as PsycopgError
 from sqlalchemy import select
 from sqlalchemy.exc import DBAPIError
 
-from emr.hub.db import ResourceRow, TokenIndex, write_transaction
+from emr.hub.db import ResourceRow, TokenIndex, before_commit, set_for_commit, write_transaction
 from emr.hub.packed import pack
 from emr.hub.rowcopy import COPY_FROM, reserve_pks, write_tables
 
@@ -65,3 +65,27 @@ def test_a_refused_row_among_tables_written_together_leaves_nothing_behind(engin
     with write_transaction(engine) as conn:  # the connection it failed on is fit to write again
         write_tables(conn, [(R, resource_rows(reserve_pks(conn, R, 1)))])
     assert len(stored(engine)[0]) == 2
+
+
+@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)
+@pytest.mark.parametrize("per_resource", [0, 1, COPY_FROM], ids=["no rows", "few rows a table", "many rows a table"])
+def test_a_setting_for_the_commit_holds_at_its_commit_and_not_after(engine, per_resource):
+    """``set_for_commit`` rides with the transaction's pipeline of rows when there is one,
+    and goes on its own before the commit otherwise; the next transaction is untouched."""
+    seen: list[str] = []
+
+    def show(conn) -> None:  # noqa: ANN001
+        seen.append(conn.exec_driver_sql("SHOW synchronous_commit").scalar())
+
+    with write_transaction(engine) as conn:
+        set_for_commit(conn, "SET LOCAL synchronous_commit TO OFF")
+        if per_resource:
+            pks = reserve_pks(conn, R, 2)
+            write_tables(conn, [(R, resource_rows(pks)), (TK, token_rows(pks, per_resource))])
+            if per_resource < COPY_FROM:  # went with the rows' pipeline: no round trip of its own
+                show(conn)
+        before_commit(conn, show)
+    with write_transaction(engine) as conn:
+        before_commit(conn, show)
+    assert seen == ["off"] * (2 if 0 < per_resource < COPY_FROM else 1) + ["on"]
+    assert len(stored(engine)[0]) == (2 if per_resource else 0)

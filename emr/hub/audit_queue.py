@@ -44,7 +44,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from emr.hub import access, walcheckpoint
 from emr.hub.batchwrite import BatchWriter
-from emr.hub.db import BEFORE_COMMIT, TRANSACTION_STATE, write_transaction
+from emr.hub.db import BEFORE_COMMIT, TRANSACTION_STATE, set_for_commit, write_transaction
 from emr.hub.store import Store, stamp
 
 
@@ -105,7 +105,14 @@ class AuditQueue:
                 events.append(event)
         durable = any(t.durable for t in batch)
         with _transaction(self.engine, durable=durable) as conn, access.as_hub():
-            BatchWriter(conn, self.store, batch[-1].now).write(events)
+            BatchWriter(conn, self.store, batch[-1].now, resolve=_named_by_id).write(events)
+
+
+def _named_by_id(_target_type: str, _system: str, _value: str) -> None:
+    """No lookup for an entry's logical references: an entry names every Patient it touched by
+    id as well as by national ID (``audit._entities``), so searches by ``patient`` or ``entity``
+    find it through those, and a lookup would cost each entry a query."""
+    return None
 
 
 @contextmanager
@@ -113,8 +120,8 @@ def _transaction(engine: Engine, *, durable: bool) -> Iterator[Connection]:
     """A write transaction; unless ``durable``, one whose commit does not wait for the disk."""
     if durable or engine.dialect.name != "sqlite":
         with write_transaction(engine) as conn:
-            if not durable:  # PostgreSQL: for this transaction only
-                conn.exec_driver_sql("SET LOCAL synchronous_commit TO OFF")
+            if not durable:  # PostgreSQL: for this transaction only, sent with its rows
+                set_for_commit(conn, "SET LOCAL synchronous_commit TO OFF")
             yield conn
         return
     with walcheckpoint.writing(engine), engine.connect() as conn, _unsynced(conn):

@@ -207,11 +207,11 @@ class BatchWriter:
     conn: Connection
     store: Store
     now: datetime
-    resolve: CachedResolver = field(init=False)
+    resolve: LogicalResolver | None = None  # logical references' targets; by default looked up once each
     lookups: CachedLookups = field(init=False)
 
     def __post_init__(self) -> None:
-        self.resolve = CachedResolver(self.conn)
+        self.resolve = self.resolve or CachedResolver(self.conn)
         self.lookups = CachedLookups(self.conn)
 
     def write(self, resources: Sequence[dict | Ready]) -> list[int]:

@@ -345,6 +345,21 @@ def transaction_state(conn: Connection) -> dict:
     return conn.info.setdefault(TRANSACTION_STATE, {})
 
 
+def set_for_commit(conn: Connection, statement: str) -> None:
+    """Run ``statement``, a ``SET LOCAL`` that only matters when this ``write_transaction``
+    commits, in the transaction: with its next pipeline of rows (``emr.hub.rowcopy``), which
+    saves it a round trip of its own, or else just before the commit."""
+    state = transaction_state(conn)
+    if "settings" not in state:
+        before_commit(conn, lambda c: [c.exec_driver_sql(s) for s in settings_for_commit(c)])
+    state.setdefault("settings", []).append(statement)
+
+
+def settings_for_commit(conn: Connection) -> list[str]:
+    """The statements ``set_for_commit`` left for this transaction, taken: the caller runs them."""
+    return conn.info.get(TRANSACTION_STATE, {}).pop("settings", [])
+
+
 @contextmanager
 def read_transaction(engine: Engine) -> Iterator[Connection]:
     """A transaction that only reads. On PostgreSQL its statements go without ``BEGIN`` and

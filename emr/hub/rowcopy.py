@@ -21,6 +21,7 @@ from __future__ import annotations
 from sqlalchemy import Table, func, select, text
 from sqlalchemy.engine import Connection
 
+from emr.hub.db import settings_for_commit
 from emr.hub.packed import PackedJSON, pack
 
 # How many rows for one table PostgreSQL takes by COPY. Fewer go in one multi-row INSERT,
@@ -67,9 +68,12 @@ def _values(table: Table, rows: list[dict]) -> tuple[Table, str, list[tuple]]:
 
 
 def _pipelined(conn: Connection, batches: list[tuple[Table, str, list[tuple]]]) -> None:
-    """psycopg's pipeline mode: every INSERT sent before any answer is awaited."""
+    """psycopg's pipeline mode: every INSERT sent before any answer is awaited (after the
+    transaction's settings for its commit, ``db.set_for_commit``)."""
     driver = conn.connection.dbapi_connection
     with driver.pipeline(), driver.cursor() as cursor:
+        for statement in settings_for_commit(conn):
+            cursor.execute(statement)
         for table, names, values in batches:
             cursor.execute(*_insert_values(table, names, values))
 
