@@ -102,8 +102,10 @@ def reserve_pks(conn: Connection, table: Table, count: int) -> list[int]:
         return []
     if conn.dialect.name == "postgresql":
         sequence = _sequence_of(conn, table)
-        return list(conn.execute(text("SELECT nextval(:sequence) FROM generate_series(1, :count)"),
-                                 {"sequence": sequence, "count": count}).scalars())
+        # The driver alone: through SQLAlchemy the same query made a $check-reuse 0.18 ms slower.
+        with conn.connection.dbapi_connection.cursor() as cursor:
+            cursor.execute("SELECT nextval(%s) FROM generate_series(1, %s)", (sequence, count))
+            return [pk for (pk,) in cursor.fetchall()]
     first = conn.execute(select(func.coalesce(func.max(table.c.pk), 0))).scalar_one() + 1
     return list(range(first, first + count))
 
