@@ -27,6 +27,9 @@ def test_the_command_writes_json_and_a_markdown_table(tmp_path):
     assert record["machine"]["cpus"] and record["outcomes"][0]["benchmark"] == "B3 bulk backfill"
     table = (tmp_path / "latest.md").read_text(encoding="utf-8")
     assert "| B3 bulk backfill | smoke | sqlite | backfill |" in table
+    figures = {f["name"]: f["value"] for f in record["outcomes"][0]["figures"]}
+    # the loading process cannot use more CPU than the import's wall time: its bound is never below the rate
+    assert figures["the loading process alone, one core"] >= figures["backfill"]
 
 
 def test_bad_options_are_refused():
