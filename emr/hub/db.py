@@ -349,10 +349,15 @@ def set_for_commit(conn: Connection, statement: str) -> None:
     """Run ``statement``, a ``SET LOCAL`` that only matters when this ``write_transaction``
     commits, in the transaction: with its next pipeline of rows (``emr.hub.rowcopy``), which
     saves it a round trip of its own, or else just before the commit."""
-    state = transaction_state(conn)
-    if "settings" not in state:
-        before_commit(conn, lambda c: [c.exec_driver_sql(s) for s in settings_for_commit(c)])
-    state.setdefault("settings", []).append(statement)
+    settings = transaction_state(conn).setdefault("settings", [])
+    if not settings:  # the first since the transaction began or a pipeline took them
+        before_commit(conn, _run_settings_left)
+    settings.append(statement)
+
+
+def _run_settings_left(conn: Connection) -> None:
+    for statement in settings_for_commit(conn):
+        conn.exec_driver_sql(statement)
 
 
 def settings_for_commit(conn: Connection) -> list[str]:
